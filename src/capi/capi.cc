@@ -53,12 +53,12 @@ int guarded(vhu_error** err, Fn&& fn) noexcept {
   }
 }
 
-#define CHECK_ARG(cond, err)                                    \
-  do {                                                          \
-    if (!(cond)) {                                              \
-      set_error(err, -EINVAL, "invalid argument: " #cond);      \
-      return -EINVAL;                                           \
-    }                                                           \
+#define CHECK_ARG(cond, err)                               \
+  do {                                                     \
+    if (!(cond)) {                                         \
+      set_error(err, -EINVAL, "invalid argument: " #cond); \
+      return -EINVAL;                                      \
+    }                                                      \
   } while (0)
 
 int add_watch(vhu_daemon* d, unsigned worker, int fd, short what, uint64_t period_us,
@@ -138,13 +138,11 @@ const char* vhu_strerror(int status) {
 }
 
 int vhu_error_code(const vhu_error* err) { return err ? err->code : 0; }
-const char* vhu_error_message(const vhu_error* err) {
-  return err ? err->message.c_str() : "";
-}
+const char* vhu_error_message(const vhu_error* err) { return err ? err->message.c_str() : ""; }
 void vhu_error_free(vhu_error* err) { delete err; }
 
-int vhu_daemon_new(const vhu_backend_ops* ops, void* user_data,
-                   void (*user_data_free)(void*), vhu_daemon** out, vhu_error** err) {
+int vhu_daemon_new(const vhu_backend_ops* ops, void* user_data, void (*user_data_free)(void*),
+                   vhu_daemon** out, vhu_error** err) {
   if (out) *out = nullptr;
   if (!ops || !out || ops->struct_size < offsetof(vhu_backend_ops, num_queues) + 2) {
     if (user_data_free) user_data_free(user_data);
@@ -261,9 +259,7 @@ void vhu_daemon_stop(vhu_daemon* d) {
 
 int vhu_daemon_is_connected(const vhu_daemon* d) { return d && d->rep->connected(); }
 
-uint64_t vhu_daemon_acked_features(const vhu_daemon* d) {
-  return d ? d->rep->acked_features() : 0;
-}
+uint64_t vhu_daemon_acked_features(const vhu_daemon* d) { return d ? d->rep->acked_features() : 0; }
 
 uint64_t vhu_daemon_protocol_features(const vhu_daemon* d) {
   return d ? d->rep->protocol_features() : 0;
@@ -293,10 +289,9 @@ int vhu_daemon_write_guest(vhu_daemon* d, uint64_t gpa, const void* buf, size_t 
   return guarded(nullptr, [&] { return d->rep->write_guest(gpa, buf, len); });
 }
 
-int vhu_daemon_add_watch(vhu_daemon* d, unsigned worker, int fd, uint32_t events,
-                         vhu_watch_fn fn, void* ud, vhu_watch** out) {
-  if (!d || fd < 0 || !fn || !out || !events ||
-      (events & ~(VHU_WATCH_READ | VHU_WATCH_WRITE)))
+int vhu_daemon_add_watch(vhu_daemon* d, unsigned worker, int fd, uint32_t events, vhu_watch_fn fn,
+                         void* ud, vhu_watch** out) {
+  if (!d || fd < 0 || !fn || !out || !events || (events & ~(VHU_WATCH_READ | VHU_WATCH_WRITE)))
     return -EINVAL;
   short what = 0;
   if (events & VHU_WATCH_READ) what |= EV_READ;
@@ -304,8 +299,8 @@ int vhu_daemon_add_watch(vhu_daemon* d, unsigned worker, int fd, uint32_t events
   return add_watch(d, worker, fd, what, 0, fn, ud, out);
 }
 
-int vhu_daemon_add_timer(vhu_daemon* d, unsigned worker, uint64_t period_us,
-                         vhu_watch_fn fn, void* ud, vhu_watch** out) {
+int vhu_daemon_add_timer(vhu_daemon* d, unsigned worker, uint64_t period_us, vhu_watch_fn fn,
+                         void* ud, vhu_watch** out) {
   if (!d || !period_us || !fn || !out) return -EINVAL;
   return add_watch(d, worker, -1, 0, period_us, fn, ud, out);
 }
@@ -435,8 +430,8 @@ size_t vhu_chain_write(vhu_chain* c, size_t offset, const void* buf, size_t len)
       continue;
     }
     size_t n = std::min(v.iov_len - offset, len - done);
-    std::memcpy(static_cast<uint8_t*>(v.iov_base) + offset,
-                static_cast<const uint8_t*>(buf) + done, n);
+    std::memcpy(static_cast<uint8_t*>(v.iov_base) + offset, static_cast<const uint8_t*>(buf) + done,
+                n);
     done += n;
     offset = 0;
   }

@@ -16,8 +16,7 @@ class Logger {
     ud_ = ud;
   }
   bool enabled(vhu_log_level level) const { return fn_ && level <= max_; }
-  void log(vhu_log_level level, const char* fmt, ...) const
-      __attribute__((format(printf, 3, 4)));
+  void log(vhu_log_level level, const char* fmt, ...) const __attribute__((format(printf, 3, 4)));
 
  private:
   vhu_log_fn fn_ = nullptr;

@@ -31,8 +31,7 @@ sockaddr_un make_addr(const std::string& path) {
 bool is_stream_socket(int fd, bool* listening) {
   int type = 0, acc = 0;
   socklen_t len = sizeof type;
-  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM)
-    return false;
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) return false;
   len = sizeof acc;
   if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) != 0) return false;
   *listening = acc != 0;
@@ -47,8 +46,7 @@ Daemon::Daemon(const vhu_backend_ops& ops, void* user_data, void (*user_data_fre
   size_t n = ops.struct_size < sizeof ops_ ? ops.struct_size : sizeof ops_;
   std::memcpy(&ops_, &ops, n);
   ops_.struct_size = sizeof ops_;
-  if (n < offsetof(vhu_backend_ops, handle_queue) + sizeof ops_.handle_queue ||
-      !ops_.handle_queue)
+  if (n < offsetof(vhu_backend_ops, handle_queue) + sizeof ops_.handle_queue || !ops_.handle_queue)
     throw Error(-EINVAL, "the callback table has no handle_queue");
   if (ops_.num_queues == 0 || ops_.num_queues > 256)
     throw Error(-EINVAL, strfmt("num_queues %u is not in 1..256", ops_.num_queues));
@@ -87,8 +85,7 @@ void Daemon::set_workers(unsigned n) {
 
 void Daemon::assign_queue(uint16_t queue, unsigned worker) {
   if (loops_built_) throw Error(-EBUSY, "queues are fixed once the daemon has run");
-  if (queue >= ops_.num_queues)
-    throw Error(-EINVAL, strfmt("queue %u out of range", queue));
+  if (queue >= ops_.num_queues) throw Error(-EINVAL, strfmt("queue %u out of range", queue));
   if (worker >= (n_workers_ ? n_workers_ : 1))
     throw Error(-EINVAL, strfmt("worker %u out of range", worker));
   queue_worker_[queue] = worker;
@@ -126,8 +123,7 @@ void Daemon::listen(const std::string& path) {
       throw Error(-EEXIST, strfmt("'%s' exists and is not a socket", path.c_str()));
     ::unlink(path.c_str());  // a stale socket from an earlier run
   }
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
-    throw_errno("bind " + path);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw_errno("bind " + path);
   if (::listen(fd.get(), 16) != 0) {
     int e = errno;
     ::unlink(path.c_str());
@@ -188,8 +184,8 @@ void Daemon::end_session() {
     control_->quit();
     return;
   }
-  listen_watch_ = std::make_unique<Watch>(*control_, listen_fd_.get(), EV_READ,
-                                          [this](short) { on_accept(); });
+  listen_watch_ =
+      std::make_unique<Watch>(*control_, listen_fd_.get(), EV_READ, [this](short) { on_accept(); });
 }
 
 void Daemon::on_accept() {

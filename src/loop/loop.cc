@@ -18,8 +18,7 @@ struct EventLoop::Task {
   std::exception_ptr error;
 };
 
-Watch::Watch(EventLoop& loop, int fd, short what, Fn fn, uint64_t period_us)
-    : fn_(std::move(fn)) {
+Watch::Watch(EventLoop& loop, int fd, short what, Fn fn, uint64_t period_us) : fn_(std::move(fn)) {
   short flags = what;
   if (fd >= 0 || period_us) flags |= EV_PERSIST;
   ev_ = event_new(loop.base(), fd, flags, &Watch::dispatch, this);

@@ -39,14 +39,13 @@ Region::Region(const wire::MemRegion& d, UniqueFd fd)
   // A regular file or memfd must really be that large, or touching the tail
   // would raise SIGBUS. Other kinds (hugetlbfs reports its size too; devices
   // report 0) are only checked when they report a size.
-  if ((S_ISREG(st.st_mode) || st.st_size > 0) &&
-      static_cast<uint64_t>(st.st_size) < end)
+  if ((S_ISREG(st.st_mode) || st.st_size > 0) && static_cast<uint64_t>(st.st_size) < end)
     throw Error(-EINVAL, strfmt("memory region needs %llu bytes of its file but "
                                 "the file has %lld",
                                 (unsigned long long)end, (long long)st.st_size));
   map_len_ = static_cast<size_t>(end);
-  void* p = ::mmap(nullptr, map_len_, PROT_READ | PROT_WRITE,
-                   MAP_SHARED | MAP_NORESERVE, fd_.get(), 0);
+  void* p =
+      ::mmap(nullptr, map_len_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd_.get(), 0);
   if (p == MAP_FAILED) throw_errno("mmap of guest memory region");
   map_base_ = p;
   host_ = static_cast<uint8_t*>(p) + mmap_offset_;
@@ -67,8 +66,7 @@ MemoryTable::MemoryTable(std::vector<std::shared_ptr<Region>> regions)
 void MemoryTable::check_new_region(const wire::MemRegion& r) const {
   if (r.memory_size == 0) throw Error(-EINVAL, "memory region of size 0");
   if (add_overflows(r.guest_phys_addr, r.memory_size - 1) ||
-      add_overflows(r.user_addr, r.memory_size - 1) ||
-      add_overflows(r.mmap_offset, r.memory_size))
+      add_overflows(r.user_addr, r.memory_size - 1) || add_overflows(r.mmap_offset, r.memory_size))
     throw Error(-EINVAL, "memory region address range overflows");
   uint64_t g0 = r.guest_phys_addr, g1 = r.guest_phys_addr + (r.memory_size - 1);
   uint64_t u0 = r.user_addr, u1 = r.user_addr + (r.memory_size - 1);

@@ -61,8 +61,7 @@ class MemoryTable {
   // Appends iovecs covering [gpa, gpa+len), splitting at region boundaries.
   // Returns false (nothing appended) when any byte is unmapped, len is 0,
   // the range wraps, or more than `max_iov` iovecs would be needed in total.
-  bool map_range(uint64_t gpa, uint64_t len, std::vector<iovec>& out,
-                 size_t max_iov) const;
+  bool map_range(uint64_t gpa, uint64_t len, std::vector<iovec>& out, size_t max_iov) const;
 
   // Copies guest memory; false if any byte is unmapped.
   bool read(uint64_t gpa, void* buf, size_t len) const;

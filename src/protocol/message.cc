@@ -12,10 +12,9 @@
 
 namespace vhu::proto {
 
-int send_message(int sock, const wire::Header& hdr, const void* payload,
-                 const int* fds, size_t nfds) {
-  if (nfds > wire::kMaxFdsPerMessage || hdr.size > wire::kMaxPayload)
-    return -EINVAL;
+int send_message(int sock, const wire::Header& hdr, const void* payload, const int* fds,
+                 size_t nfds) {
+  if (nfds > wire::kMaxFdsPerMessage || hdr.size > wire::kMaxPayload) return -EINVAL;
   iovec iov[2];
   iov[0].iov_base = const_cast<wire::Header*>(&hdr);
   iov[0].iov_len = sizeof hdr;
@@ -48,9 +47,8 @@ int send_message(int sock, const wire::Header& hdr, const void* payload,
       rest.reserve(total - sent);
       const uint8_t* h = reinterpret_cast<const uint8_t*>(&hdr);
       for (size_t i = sent; i < total; i++)
-        rest.push_back(i < sizeof hdr
-                           ? h[i]
-                           : static_cast<const uint8_t*>(payload)[i - sizeof hdr]);
+        rest.push_back(i < sizeof hdr ? h[i]
+                                      : static_cast<const uint8_t*>(payload)[i - sizeof hdr]);
       n = ::send(sock, rest.data(), rest.size(), MSG_NOSIGNAL);
     }
     if (n < 0) {
@@ -136,13 +134,13 @@ Reader::Status Reader::read(int sock, Message& out, std::string& error) {
     if (got_ == wire::kHeaderSize) {
       std::memcpy(&cur_.hdr, hdr_buf_, sizeof cur_.hdr);
       if (cur_.hdr.size > wire::kMaxPayload)
-        return reject(error, strfmt("payload of %u bytes exceeds the %zu-byte limit",
-                                  cur_.hdr.size, wire::kMaxPayload));
+        return reject(error, strfmt("payload of %u bytes exceeds the %zu-byte limit", cur_.hdr.size,
+                                    wire::kMaxPayload));
       cur_.payload.resize(cur_.hdr.size);
     }
     if (cur_.fds.size() > wire::kMaxFdsPerMessage)
       return reject(error, strfmt("message carried %zu file descriptors (at most %zu)",
-                                cur_.fds.size(), wire::kMaxFdsPerMessage));
+                                  cur_.fds.size(), wire::kMaxFdsPerMessage));
   }
   out = std::move(cur_);
   cur_ = Message{};
@@ -152,8 +150,7 @@ Reader::Status Reader::read(int sock, Message& out, std::string& error) {
 
 int recv_message(int sock, Message& out, int timeout_ms, std::string* error) {
   Reader r;
-  auto deadline = std::chrono::steady_clock::now() +
-                  std::chrono::milliseconds(timeout_ms);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   std::string err;
   for (;;) {
     auto st = r.read(sock, out, err);

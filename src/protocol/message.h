@@ -41,8 +41,8 @@ struct Message {
 // Sends one message (header + payload + fds) in one sendmsg, retrying on
 // EINTR and completing partial writes. Returns 0 or -errno (-EPIPE when the
 // peer is gone).
-int send_message(int sock, const wire::Header& hdr, const void* payload,
-                 const int* fds, size_t nfds);
+int send_message(int sock, const wire::Header& hdr, const void* payload, const int* fds,
+                 size_t nfds);
 
 // Incremental, non-blocking reader for one connection. Feed it whenever the
 // socket is readable; it returns kComplete with a whole message in `out`.
@@ -65,7 +65,6 @@ class Reader {
 // Blocking receive of one whole message with a timeout (for the front-end
 // and for replies on the back-end channel). Returns 0, -ETIMEDOUT,
 // -ECONNRESET (peer closed), -EPROTO (malformed) or -errno.
-int recv_message(int sock, Message& out, int timeout_ms,
-                 std::string* error = nullptr);
+int recv_message(int sock, Message& out, int timeout_ms, std::string* error = nullptr);
 
 }  // namespace vhu::proto

@@ -179,10 +179,10 @@ static_assert(sizeof(ConfigHeader) == 12);
 
 // How a request's payload size is checked.
 enum class SizeRule : uint8_t {
-  kExact,    // size == size_a
-  kMemTable, // 8 + 32 * nregions, nregions in 1..8
-  kConfig,   // 12 + hdr.size, hdr.size <= 256
-  kAny,      // anything up to kMaxPayload (requests we do not implement)
+  kExact,     // size == size_a
+  kMemTable,  // 8 + 32 * nregions, nregions in 1..8
+  kConfig,    // 12 + hdr.size, hdr.size <= 256
+  kAny,       // anything up to kMaxPayload (requests we do not implement)
 };
 
 // Whether a request carries its own reply body.
@@ -197,9 +197,9 @@ enum class Reply : uint8_t {
 struct RequestRule {
   const char* name;
   SizeRule size_rule;
-  uint32_t size;   // for kExact
-  uint8_t min_fds; // fds that must be attached
-  uint8_t max_fds; // fds that may be attached
+  uint32_t size;    // for kExact
+  uint8_t min_fds;  // fds that must be attached
+  uint8_t max_fds;  // fds that may be attached
   Reply reply;
   bool implemented;
 };

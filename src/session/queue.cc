@@ -2,8 +2,8 @@
 #include "session/queue.h"
 
 #include <sys/eventfd.h>
-#include <cstring>
 #include <unistd.h>
+#include <cstring>
 
 #include "common/error.h"
 #include "daemon/daemon.h"
@@ -24,8 +24,8 @@ constexpr uint64_t kNoFdPollUs = 1000;
 }  // namespace
 
 void vhu_vring::Stats::clear() {
-  for (auto* a : {&chains, &bytes_read, &bytes_written, &notifications, &suppressed,
-                  &kicks, &errors})
+  for (auto* a :
+       {&chains, &bytes_read, &bytes_written, &notifications, &suppressed, &kicks, &errors})
     a->store(0, std::memory_order_relaxed);
 }
 
@@ -43,14 +43,12 @@ void vhu_vring::set_kick_and_start(vhu::UniqueFd fd, bool nofd, vhu::MemoryTable
   kick_watch_.reset();
   kick_fd_ = std::move(fd);
   if (num_ == 0) throw Error(-EINVAL, vhu::strfmt("queue %u: kick before SET_VRING_NUM", index_));
-  if (!addr_set_)
-    throw Error(-EINVAL, vhu::strfmt("queue %u: kick before SET_VRING_ADDR", index_));
+  if (!addr_set_) throw Error(-EINVAL, vhu::strfmt("queue %u: kick before SET_VRING_ADDR", index_));
   if (!mem) throw Error(-EINVAL, vhu::strfmt("queue %u: kick before any memory table", index_));
   std::string err;
   mem_ = std::move(mem);
-  if (!sq_.attach(mem_, num_, addr_.desc_user_addr, addr_.avail_user_addr,
-                  addr_.used_user_addr, base_,
-                  features & vhu::wire::bit(vhu::wire::kFeatRingEventIdx),
+  if (!sq_.attach(mem_, num_, addr_.desc_user_addr, addr_.avail_user_addr, addr_.used_user_addr,
+                  base_, features & vhu::wire::bit(vhu::wire::kFeatRingEventIdx),
                   features & vhu::wire::bit(vhu::wire::kFeatRingIndirectDesc), err))
     throw Error(-EINVAL, vhu::strfmt("queue %u: %s", index_, err.c_str()));
   if (!run_watch_)
@@ -59,13 +57,12 @@ void vhu_vring::set_kick_and_start(vhu::UniqueFd fd, bool nofd, vhu::MemoryTable
     kick_watch_ = std::make_unique<vhu::Watch>(
         loop_, -1, 0, [this](short) { run_handler(); }, kNoFdPollUs);
   } else {
-    kick_watch_ = std::make_unique<vhu::Watch>(loop_, kick_fd_.get(), EV_READ,
-                                               [this](short) { on_kick(); });
+    kick_watch_ =
+        std::make_unique<vhu::Watch>(loop_, kick_fd_.get(), EV_READ, [this](short) { on_kick(); });
   }
   broken_ = false;
   started_ = true;
-  daemon_.log().log(VHU_LOG_DEBUG, "queue %u started (size %u, base %u)", index_, num_,
-                    base_);
+  daemon_.log().log(VHU_LOG_DEBUG, "queue %u started (size %u, base %u)", index_, num_, base_);
   const auto& ops = daemon_.ops();
   if (ops.queue_started) ops.queue_started(this, daemon_.user_data());
   // The driver may have made buffers available before the kick fd arrived.

@@ -26,8 +26,8 @@ class Daemon;
 
 struct vhu_vring {
   struct Stats {
-    std::atomic<uint64_t> chains{0}, bytes_read{0}, bytes_written{0},
-        notifications{0}, suppressed{0}, kicks{0}, errors{0};
+    std::atomic<uint64_t> chains{0}, bytes_read{0}, bytes_written{0}, notifications{0},
+        suppressed{0}, kicks{0}, errors{0};
     void clear();
   };
 
@@ -51,8 +51,7 @@ struct vhu_vring {
 
   // Installs the kick fd (or NOFD polling) and starts the queue. Throws
   // vhu::Error when the ring cannot be mapped.
-  void set_kick_and_start(vhu::UniqueFd fd, bool nofd, vhu::MemoryTablePtr mem,
-                          uint64_t features);
+  void set_kick_and_start(vhu::UniqueFd fd, bool nofd, vhu::MemoryTablePtr mem, uint64_t features);
   // Stops processing (GET_VRING_BASE); returns the next avail index.
   uint16_t stop();
   void set_enabled(bool enabled);

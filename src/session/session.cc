@@ -23,9 +23,9 @@ namespace {
 constexpr uint64_t kEngineUnsupportedFeatures =
     bit(kFeatRingPacked) | bit(kFeatAccessPlatform) | bit(kFeatLogAll);
 
-constexpr uint64_t kImplementedProtocol =
-    bit(PF_MQ) | bit(PF_REPLY_ACK) | bit(PF_BACKEND_REQ) | bit(PF_CONFIG) |
-    bit(PF_RESET_DEVICE) | bit(PF_CONFIGURE_MEM_SLOTS) | bit(PF_STATUS);
+constexpr uint64_t kImplementedProtocol = bit(PF_MQ) | bit(PF_REPLY_ACK) | bit(PF_BACKEND_REQ) |
+                                          bit(PF_CONFIG) | bit(PF_RESET_DEVICE) |
+                                          bit(PF_CONFIGURE_MEM_SLOTS) | bit(PF_STATUS);
 
 constexpr uint64_t kDefaultFeatures =
     bit(kFeatVersion1) | bit(kFeatRingIndirectDesc) | bit(kFeatRingEventIdx);
@@ -64,8 +64,7 @@ T payload_as(const proto::Message& m) {
 
 }  // namespace
 
-int BackendChannel::request(uint32_t code, const void* payload, uint32_t size,
-                            int timeout_ms) {
+int BackendChannel::request(uint32_t code, const void* payload, uint32_t size, int timeout_ms) {
   std::lock_guard lk(mu_);
   if (!fd_) return -ENOTCONN;
   Header h{code, kVersion | (reply_ack_ ? kFlagNeedReply : 0), size};
@@ -76,8 +75,7 @@ int BackendChannel::request(uint32_t code, const void* payload, uint32_t size,
   rc = proto::recv_message(fd_.get(), reply, timeout_ms);
   if (rc < 0) return rc;
   uint64_t v;
-  if (reply.hdr.request != code || !(reply.hdr.flags & kFlagReply) || !reply.get(v))
-    return -EPROTO;
+  if (reply.hdr.request != code || !(reply.hdr.flags & kFlagReply) || !reply.get(v)) return -EPROTO;
   return v == 0 ? 0 : -EIO;
 }
 
@@ -85,14 +83,12 @@ Session::Session(Daemon& d, UniqueFd conn) : d_(d), conn_(std::move(conn)) {
   const vhu_backend_ops& ops = d_.ops();
   uint64_t f = ops.get_features ? ops.get_features(d_.user_data()) : kDefaultFeatures;
   offered_features_ = (f & ~kEngineUnsupportedFeatures) | bit(kFeatProtocolFeatures);
-  uint64_t want = ops.get_protocol_features
-                      ? ops.get_protocol_features(d_.user_data())
-                      : kImplementedProtocol;
+  uint64_t want =
+      ops.get_protocol_features ? ops.get_protocol_features(d_.user_data()) : kImplementedProtocol;
   offered_protocol_ = want & kImplementedProtocol;
   if (!ops.get_config) offered_protocol_ &= ~bit(PF_CONFIG);
   d_.log().log(VHU_LOG_INFO, "front-end connected (features 0x%llx, protocol 0x%llx)",
-               (unsigned long long)offered_features_,
-               (unsigned long long)offered_protocol_);
+               (unsigned long long)offered_features_, (unsigned long long)offered_protocol_);
 }
 
 Session::~Session() {
@@ -111,8 +107,8 @@ bool Session::has_protocol(unsigned b) const { return protocol_ & bit(b); }
 
 vhu_vring& Session::queue_for(uint32_t index) {
   if (index >= d_.num_queues())
-    throw Error(-EINVAL, strfmt("queue index %u out of range (device has %u)", index,
-                                d_.num_queues()));
+    throw Error(-EINVAL,
+                strfmt("queue index %u out of range (device has %u)", index, d_.num_queues()));
   return *d_.vring(static_cast<uint16_t>(index));
 }
 
@@ -137,8 +133,7 @@ bool Session::on_readable() {
 }
 
 void Session::send_reply(const proto::Message& req, const proto::Message& reply) {
-  Header h{req.hdr.request, kVersion | kFlagReply,
-           static_cast<uint32_t>(reply.payload.size())};
+  Header h{req.hdr.request, kVersion | kFlagReply, static_cast<uint32_t>(reply.payload.size())};
   int rc = proto::send_message(conn_.get(), h, reply.payload.data(), nullptr, 0);
   if (rc < 0)
     d_.log().log(VHU_LOG_WARNING, "reply to %s failed: %s", request_name(req.hdr.request),
@@ -172,8 +167,8 @@ bool Session::dispatch(proto::Message& msg) {
     return false;
   }
   if ((h.flags & kVersionMask) != kVersion || (h.flags & kFlagReply)) {
-    d_.log().log(VHU_LOG_ERROR, "dropping front-end: request %u has bad flags 0x%x",
-                 h.request, h.flags);
+    d_.log().log(VHU_LOG_ERROR, "dropping front-end: request %u has bad flags 0x%x", h.request,
+                 h.flags);
     return false;
   }
   const bool need_ack = (h.flags & kFlagNeedReply) && has_protocol(PF_REPLY_ACK);
@@ -198,8 +193,7 @@ bool Session::dispatch(proto::Message& msg) {
     status = -EIO;
     d_.log().log(VHU_LOG_ERROR, "%s failed: %s", rule->name, e.what());
   }
-  if (status == 0 && rule->implemented)
-    d_.log().log(VHU_LOG_DEBUG, "%s ok", rule->name);
+  if (status == 0 && rule->implemented) d_.log().log(VHU_LOG_DEBUG, "%s ok", rule->name);
 
   if (rule->reply == Reply::kNone) {
     if (need_ack) send_ack(msg, status);
@@ -231,11 +225,11 @@ int Session::handle(proto::Message& msg, proto::Message& reply) {
       if (h.size < sizeof mt) throw Error(-EINVAL, "memory table payload too short");
       std::memcpy(&mt, msg.payload.data(), sizeof mt);
       if (mt.nregions == 0 || mt.nregions > kMaxTableRegions)
-        throw Error(-EINVAL, strfmt("memory table has %u regions (1..%u allowed)",
-                                    mt.nregions, kMaxTableRegions));
+        throw Error(-EINVAL, strfmt("memory table has %u regions (1..%u allowed)", mt.nregions,
+                                    kMaxTableRegions));
       if (h.size != sizeof mt + mt.nregions * sizeof(MemRegion))
-        throw Error(-EINVAL, strfmt("memory table payload is %u bytes for %u regions",
-                                    h.size, mt.nregions));
+        throw Error(-EINVAL,
+                    strfmt("memory table payload is %u bytes for %u regions", h.size, mt.nregions));
       break;
     }
     case SizeRule::kConfig: {
@@ -243,8 +237,8 @@ int Session::handle(proto::Message& msg, proto::Message& reply) {
       if (h.size < sizeof ch) throw Error(-EINVAL, "config payload too short");
       std::memcpy(&ch, msg.payload.data(), sizeof ch);
       if (ch.size > kMaxConfigSize || h.size != sizeof ch + ch.size)
-        throw Error(-EINVAL, strfmt("config payload is %u bytes for a size of %u", h.size,
-                                    ch.size));
+        throw Error(-EINVAL,
+                    strfmt("config payload is %u bytes for a size of %u", h.size, ch.size));
       break;
     }
     case SizeRule::kAny:
@@ -252,8 +246,8 @@ int Session::handle(proto::Message& msg, proto::Message& reply) {
   }
   // Attached fds (all of them are closed with the message on any failure).
   if (msg.fds.size() < rule.min_fds || msg.fds.size() > rule.max_fds)
-    throw Error(-EINVAL, strfmt("carries %zu file descriptors (expected %u..%u)",
-                                msg.fds.size(), rule.min_fds, rule.max_fds));
+    throw Error(-EINVAL, strfmt("carries %zu file descriptors (expected %u..%u)", msg.fds.size(),
+                                rule.min_fds, rule.max_fds));
   int pf = required_protocol_feature(h.request);
   if (pf >= 0 && !has_protocol(static_cast<unsigned>(pf)))
     throw Error(-ENOTSUP, "its protocol feature was not negotiated");
@@ -287,8 +281,7 @@ int Session::handle(proto::Message& msg, proto::Message& reply) {
       vhu_vring& q = queue_for(s.index);
       uint32_t max = d_.ops().max_queue_size;
       if (s.num == 0 || s.num > max || (s.num & (s.num - 1)))
-        throw Error(-EINVAL, strfmt("queue size %u invalid (power of two up to %u)", s.num,
-                                    max));
+        throw Error(-EINVAL, strfmt("queue size %u invalid (power of two up to %u)", s.num, max));
       q.loop().run_sync([&] {
         if (q.started()) throw Error(-EBUSY, "queue is running");
         q.set_num(static_cast<uint16_t>(s.num));
@@ -379,7 +372,8 @@ int Session::handle(proto::Message& msg, proto::Message& reply) {
       return do_rem_mem_reg(msg);
     case SET_STATUS: {
       const auto v = payload_as<uint64_t>(msg);
-      if (v > 0xff) throw Error(-EINVAL, strfmt("status 0x%llx is not a u8", (unsigned long long)v));
+      if (v > 0xff)
+        throw Error(-EINVAL, strfmt("status 0x%llx is not a u8", (unsigned long long)v));
       status_ = static_cast<uint8_t>(v);
       // The driver resetting the device acknowledges a NEEDS_RESET report.
       if (v == 0) d_.clear_needs_reset();
@@ -433,8 +427,8 @@ int Session::do_set_mem_table(proto::Message& msg) {
   MemTableHeader mt;
   std::memcpy(&mt, msg.payload.data(), sizeof mt);
   if (msg.fds.size() != mt.nregions)
-    throw Error(-EINVAL, strfmt("memory table has %u regions but %zu fds", mt.nregions,
-                                msg.fds.size()));
+    throw Error(-EINVAL,
+                strfmt("memory table has %u regions but %zu fds", mt.nregions, msg.fds.size()));
   std::vector<std::shared_ptr<Region>> regions;
   MemoryTable building;
   for (uint32_t i = 0; i < mt.nregions; i++) {
@@ -471,8 +465,8 @@ int Session::do_rem_mem_reg(proto::Message& msg) {
   std::vector<std::shared_ptr<Region>> regions;
   bool found = false;
   for (const auto& r : mem_->regions()) {
-    if (!found && r->gpa() == sr.region.guest_phys_addr &&
-        r->size() == sr.region.memory_size && r->uva() == sr.region.user_addr) {
+    if (!found && r->gpa() == sr.region.guest_phys_addr && r->size() == sr.region.memory_size &&
+        r->uva() == sr.region.user_addr) {
       found = true;
       continue;
     }
@@ -517,12 +511,12 @@ int Session::do_get_config(const proto::Message& msg, proto::Message& reply) {
   ConfigHeader ch;
   std::memcpy(&ch, msg.payload.data(), sizeof ch);
   if (uint64_t{ch.offset} + ch.size > kMaxConfigSize)
-    throw Error(-EINVAL, strfmt("config range %u+%u exceeds %u bytes", ch.offset, ch.size,
-                                kMaxConfigSize));
+    throw Error(-EINVAL,
+                strfmt("config range %u+%u exceeds %u bytes", ch.offset, ch.size, kMaxConfigSize));
   reply.payload.assign(sizeof ch + ch.size, 0);
   std::memcpy(reply.payload.data(), &ch, sizeof ch);
-  int rc = d_.ops().get_config(ch.offset, reply.payload.data() + sizeof ch, ch.size,
-                               d_.user_data());
+  int rc =
+      d_.ops().get_config(ch.offset, reply.payload.data() + sizeof ch, ch.size, d_.user_data());
   if (rc != 0) throw Error(rc < 0 ? rc : -EIO, "the device's get_config failed");
   reply.hdr.size = static_cast<uint32_t>(reply.payload.size());
   return 0;
@@ -532,8 +526,8 @@ int Session::do_set_config(const proto::Message& msg) {
   ConfigHeader ch;
   std::memcpy(&ch, msg.payload.data(), sizeof ch);
   if (uint64_t{ch.offset} + ch.size > kMaxConfigSize)
-    throw Error(-EINVAL, strfmt("config range %u+%u exceeds %u bytes", ch.offset, ch.size,
-                                kMaxConfigSize));
+    throw Error(-EINVAL,
+                strfmt("config range %u+%u exceeds %u bytes", ch.offset, ch.size, kMaxConfigSize));
   if (ch.flags > 1) throw Error(-EINVAL, strfmt("unknown config flags %u", ch.flags));
   if (!d_.ops().set_config) throw Error(-ENOTSUP, "the device has no writable config");
   int rc = d_.ops().set_config(ch.offset, msg.payload.data() + sizeof ch, ch.size, ch.flags,

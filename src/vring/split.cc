@@ -48,9 +48,9 @@ constexpr size_t kMaxIov = 4096;
 
 }  // namespace
 
-bool SplitQueue::attach(MemoryTablePtr mem, uint16_t num, uint64_t desc_uva,
-                        uint64_t avail_uva, uint64_t used_uva, uint16_t next_avail,
-                        bool event_idx, bool indirect, std::string& err) {
+bool SplitQueue::attach(MemoryTablePtr mem, uint16_t num, uint64_t desc_uva, uint64_t avail_uva,
+                        uint64_t used_uva, uint16_t next_avail, bool event_idx, bool indirect,
+                        std::string& err) {
   detach();
   if (num == 0 || (num & (num - 1)) != 0) {
     err = strfmt("queue size %u is not a power of two", num);
@@ -95,10 +95,11 @@ bool SplitQueue::translate(std::string& err) {
   used_ = mem_->uva_to_host(used_uva_, SplitLayout::used_bytes(num_));
   if (!desc_ || !avail_ || !used_) {
     desc_ = avail_ = used_ = nullptr;
-    err = strfmt("ring addresses (desc 0x%llx avail 0x%llx used 0x%llx, size %u) "
-                 "are not inside guest memory",
-                 (unsigned long long)desc_uva_, (unsigned long long)avail_uva_,
-                 (unsigned long long)used_uva_, num_);
+    err = strfmt(
+        "ring addresses (desc 0x%llx avail 0x%llx used 0x%llx, size %u) "
+        "are not inside guest memory",
+        (unsigned long long)desc_uva_, (unsigned long long)avail_uva_,
+        (unsigned long long)used_uva_, num_);
     return false;
   }
   return true;
@@ -124,9 +125,7 @@ void SplitQueue::detach() {
   last_popped_ = nullptr;
 }
 
-uint16_t SplitQueue::load_avail_idx() const {
-  return load16(avail_ + 2, __ATOMIC_ACQUIRE);
-}
+uint16_t SplitQueue::load_avail_idx() const { return load16(avail_ + 2, __ATOMIC_ACQUIRE); }
 
 bool SplitQueue::pending() const {
   if (!desc_) return false;
@@ -167,16 +166,15 @@ SplitQueue::Pop SplitQueue::pop(Chain*& out, std::string& err) {
   }
   uint16_t pending = static_cast<uint16_t>(avail_idx - last_avail_);
   if (pending > num_)
-    return broken(err, strfmt("avail index ran away (idx %u, next %u, size %u)",
-                              avail_idx, last_avail_, num_),
-                  nullptr);
-  if (free_.empty())
-    return broken(err, "more chains outstanding than the queue size", nullptr);
+    return broken(
+        err,
+        strfmt("avail index ran away (idx %u, next %u, size %u)", avail_idx, last_avail_, num_),
+        nullptr);
+  if (free_.empty()) return broken(err, "more chains outstanding than the queue size", nullptr);
 
   uint16_t head = load16(avail_ + 4 + 2 * (last_avail_ % num_));
   if (head >= num_)
-    return broken(err, strfmt("head index %u out of range (size %u)", head, num_),
-                  nullptr);
+    return broken(err, strfmt("head index %u out of range (size %u)", head, num_), nullptr);
 
   Chain* c = free_.back();
   free_.pop_back();
@@ -198,9 +196,10 @@ SplitQueue::Pop SplitQueue::pop(Chain*& out, std::string& err) {
 
   for (;;) {
     if (++count > table_size)
-      return broken(err, strfmt("descriptor chain from head %u loops or exceeds %u "
-                                "descriptors",
-                                head, table_size),
+      return broken(err,
+                    strfmt("descriptor chain from head %u loops or exceeds %u "
+                           "descriptors",
+                           head, table_size),
                     c);
     Desc d = in_indirect ? decode_desc(table + 16ull * idx) : load_desc(table + 16ull * idx);
     if (d.flags & kDescFIndirect) {
@@ -215,8 +214,9 @@ SplitQueue::Pop SplitQueue::pop(Chain*& out, std::string& err) {
       // under us, and a table that crosses regions is handled for free.
       indirect_buf_.resize(d.len);
       if (!mem_->read(d.addr, indirect_buf_.data(), d.len))
-        return broken(err, strfmt("indirect table at 0x%llx (%u bytes) is not mapped",
-                                  (unsigned long long)d.addr, d.len),
+        return broken(err,
+                      strfmt("indirect table at 0x%llx (%u bytes) is not mapped",
+                             (unsigned long long)d.addr, d.len),
                       c);
       table = indirect_buf_.data();
       table_size = d.len / 16;
@@ -228,15 +228,15 @@ SplitQueue::Pop SplitQueue::pop(Chain*& out, std::string& err) {
     if (d.len == 0)
       return broken(err, strfmt("zero-length descriptor %u in chain %u", idx, head), c);
     total += d.len;
-    if (total > UINT32_MAX)
-      return broken(err, "descriptor chain longer than 4 GiB", c);
+    if (total > UINT32_MAX) return broken(err, "descriptor chain longer than 4 GiB", c);
     bool writable = d.flags & kDescFWrite;
     if (!writable && seen_writable)
       return broken(err, "device-readable descriptor after a device-writable one", c);
     seen_writable |= writable;
     if (!add_buffer(c, d.addr, d.len, writable))
-      return broken(err, strfmt("descriptor buffer 0x%llx+%u is not inside guest memory",
-                                (unsigned long long)d.addr, d.len),
+      return broken(err,
+                    strfmt("descriptor buffer 0x%llx+%u is not inside guest memory",
+                           (unsigned long long)d.addr, d.len),
                     c);
     if (!(d.flags & kDescFNext)) break;
     if (d.next >= table_size)
@@ -284,9 +284,8 @@ bool SplitQueue::need_notify(bool* pushed) {
   if (event_idx_) {
     uint16_t used_event = load16(avail_ + 4 + 2 * num_);
     uint16_t old = signalled_used_;
-    need = !signalled_valid_ ||
-           static_cast<uint16_t>(used_idx_ - used_event - 1) <
-               static_cast<uint16_t>(used_idx_ - old);
+    need = !signalled_valid_ || static_cast<uint16_t>(used_idx_ - used_event - 1) <
+                                    static_cast<uint16_t>(used_idx_ - old);
   } else {
     need = !(load16(avail_) & kAvailFNoInterrupt);
   }

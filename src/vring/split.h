@@ -53,9 +53,9 @@ class SplitQueue {
   // `next_avail` is the base set by SET_VRING_BASE; the used index is taken
   // from the ring. Returns false with `err` set when the addresses are not
   // mapped or misaligned.
-  bool attach(MemoryTablePtr mem, uint16_t num, uint64_t desc_uva,
-              uint64_t avail_uva, uint64_t used_uva, uint16_t next_avail,
-              bool event_idx, bool indirect, std::string& err);
+  bool attach(MemoryTablePtr mem, uint16_t num, uint64_t desc_uva, uint64_t avail_uva,
+              uint64_t used_uva, uint16_t next_avail, bool event_idx, bool indirect,
+              std::string& err);
   // Re-translates the ring after a memory-table change.
   bool remap(MemoryTablePtr mem, std::string& err);
   void detach();

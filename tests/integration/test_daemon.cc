@@ -1,0 +1,547 @@
+// SPDX-License-Identifier: Apache-2.0
+// The daemon end to end through a real socket: data path, ring state
+// machine, reply-ack, memory slots, config, back-end channel, workers,
+// reconnection and stop.
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <memory>
+
+#include "common/error.h"
+#include "harness.h"
+
+// cmocka last: it defines macros (fail, ...) that clash with the C++ library.
+// clang-format off
+#include <cstdarg>
+#include <cstddef>
+#include <csetjmp>
+extern "C" {
+#include <cmocka.h>
+}
+// clang-format on
+
+using namespace vhu;
+using namespace vhu::test;
+using fe::Device;
+using fe::DeviceOptions;
+
+namespace {
+
+bool all_bytes(const fe::GuestMemory& m, uint64_t gpa, size_t len, uint8_t b) {
+  std::vector<uint8_t> buf(len);
+  m.read(gpa, buf.data(), len);
+  for (uint8_t x : buf)
+    if (x != b) return false;
+  return true;
+}
+
+void wait_disconnected(vhu_daemon* d) {
+  for (int i = 0; i < 2000 && vhu_daemon_is_connected(d); i++) usleep(1000);
+  assert_false(vhu_daemon_is_connected(d));
+}
+
+vhu_vring_stats stats_of(vhu_daemon* d, uint16_t q) {
+  vhu_vring_stats s{};
+  s.struct_size = sizeof s;
+  assert_int_equal(vhu_vring_get_stats(vhu_daemon_get_vring(d, q), &s), 0);
+  return s;
+}
+
+void test_round_trip(void**) {
+  TestDevice t;
+  Device dev = t.connect();
+  uint64_t buf = dev.mem().alloc(4096, 64);
+  dev.ring(0).add_chain({{buf, 4096, true}});
+  dev.ring(0).kick();
+  assert_true(dev.ring(0).wait_used(2000));
+  auto u = dev.ring(0).get_used();
+  assert_true(u.has_value());
+  assert_int_equal(u->second, 4096);
+  assert_true(all_bytes(dev.mem(), buf, 4096, kFillByte));
+  vhu_vring_stats s = stats_of(t.daemon(), 0);
+  assert_int_equal(s.chains, 1);
+  assert_int_equal(s.bytes_written, 4096);
+  assert_true(s.notifications >= 1);
+}
+
+void test_chain_crosses_regions(void**) {
+  TestDevice t;
+  DeviceOptions o;
+  o.memory = {{0, 1u << 20}, {1u << 20, 1u << 20}};
+  Device dev = t.connect(o);
+  // A buffer that straddles the boundary between the two memfds.
+  uint64_t gpa = (1u << 20) - 100;
+  dev.ring(0).add_chain({{gpa, 200, true}});
+  dev.ring(0).kick();
+  assert_true(dev.ring(0).wait_used(2000));
+  assert_int_equal(dev.ring(0).get_used()->second, 200);
+  assert_true(all_bytes(dev.mem(), gpa, 200, kFillByte));
+}
+
+void test_indirect_and_echo(void**) {
+  TestDevice::Options to;
+  to.echo = true;
+  TestDevice t(to);
+  DeviceOptions o;
+  o.use_indirect = true;
+  Device dev = t.connect(o);
+  uint64_t in = dev.mem().alloc(300, 8), out1 = dev.mem().alloc(100, 8),
+           out2 = dev.mem().alloc(200, 8);
+  std::vector<uint8_t> pattern(300);
+  for (size_t i = 0; i < pattern.size(); i++) pattern[i] = static_cast<uint8_t>(i * 7);
+  dev.mem().write(in, pattern.data(), pattern.size());
+  dev.ring(0).add_chain({{in, 300, false}, {out1, 100, true}, {out2, 200, true}}, true);
+  dev.ring(0).kick();
+  assert_true(dev.ring(0).wait_used(2000));
+  assert_int_equal(dev.ring(0).get_used()->second, 300);
+  std::vector<uint8_t> got(300);
+  dev.mem().read(out1, got.data(), 100);
+  dev.mem().read(out2, got.data() + 100, 200);
+  assert_memory_equal(got.data(), pattern.data(), 300);
+}
+
+void test_disabled_until_enabled(void**) {
+  TestDevice t;
+  DeviceOptions o;
+  o.enable_queues = false;
+  Device dev = t.connect(o);
+  uint64_t buf = dev.mem().alloc(64, 8);
+  dev.ring(0).add_chain({{buf, 64, true}});
+  dev.ring(0).kick();
+  assert_false(dev.ring(0).wait_used(300));
+  assert_false(vhu_vring_is_enabled(vhu_daemon_get_vring(t.daemon(), 0)));
+  dev.fe().set_vring_enable(0, true);
+  assert_true(dev.ring(0).wait_used(2000));
+  assert_int_equal(dev.ring(0).get_used()->second, 64);
+}
+
+void test_enabled_without_protocol_features(void**) {
+  TestDevice t;
+  DeviceOptions o;
+  o.features &= ~wire::bit(wire::kFeatProtocolFeatures);
+  Device dev = Device::connect(t.socket_path(), o);
+  // A front-end that never negotiates protocol features never sends
+  // SET_VRING_ENABLE: SET_FEATURES without bit 30 enables every ring.
+  dev.fe().get_features();
+  dev.fe().set_owner();
+  dev.fe().set_features(wire::bit(wire::kFeatVersion1));
+  dev.fe().set_mem_table(dev.mem());
+  dev.setup_queues();
+  assert_int_equal(round_trip(dev, 0, 128), 128);
+}
+
+void test_get_vring_base_stops_and_restart(void**) {
+  TestDevice t;
+  Device dev = t.connect();
+  for (int i = 0; i < 3; i++) assert_int_equal(round_trip(dev, 0, 64), 64);
+  auto bases = dev.stop_queues();
+  assert_int_equal(bases[0], 3);
+  assert_false(vhu_vring_is_started(vhu_daemon_get_vring(t.daemon(), 0)));
+  // Stopped: a new buffer is not touched.
+  uint64_t buf = dev.mem().alloc(64, 8);
+  dev.ring(0).add_chain({{buf, 64, true}});
+  dev.ring(0).force_kick();
+  assert_false(dev.ring(0).wait_used(300));
+  // Stopping did not reset the ring: restarting at base 3 serves it.
+  dev.start_queue(0, bases[0]);
+  assert_true(dev.ring(0).wait_used(2000));
+  assert_int_equal(dev.ring(0).get_used()->second, 64);
+  assert_int_equal(dev.stop_queues()[0], 4);
+}
+
+void test_reply_ack(void**) {
+  TestDevice t;
+  Device dev = t.connect();
+  fe::Frontend& f = dev.fe();
+  assert_true(f.reply_ack());
+  uint64_t ack = 0;
+  wire::VringState bad{0, 3};  // not a power of two
+  assert_int_equal(f.request_ack(wire::SET_VRING_NUM, &bad, sizeof bad, {}, &ack), -EIO);
+  assert_int_not_equal(ack, 0);
+  wire::VringState running{0, 256};  // queue 0 is started: refused
+  assert_int_equal(f.request_ack(wire::SET_VRING_NUM, &running, sizeof running), -EIO);
+  wire::VringState en{0, 1};
+  assert_int_equal(f.request_ack(wire::SET_VRING_ENABLE, &en, sizeof en, {}, &ack), 0);
+  assert_int_equal(ack, 0);
+  // Unknown and unimplemented requests: failure ack, session intact.
+  assert_int_equal(f.request_ack(99, nullptr, 0), -EIO);
+  assert_int_equal(f.request_ack(wire::SEND_RARP, "\1\2\3\4\5\6\0\0", 8), -EIO);
+  assert_int_equal(round_trip(dev, 0, 32), 32);
+}
+
+void test_unimplemented_requests_get_error_replies(void**) {
+  TestDevice t;
+  Device dev = t.connect();
+  fe::Frontend& f = dev.fe();
+  // IOTLB_MSG expects a u64 where 0 means success.
+  uint8_t iotlb[32] = {};
+  f.send_raw(wire::IOTLB_MSG, wire::kVersion, iotlb, sizeof iotlb);
+  proto::Message m;
+  assert_int_equal(f.recv_raw(m, 2000), 0);
+  uint64_t v = 0;
+  assert_true(m.get(v));
+  assert_int_not_equal(v, 0);
+  // GET_INFLIGHT_FD expects a body and an fd: an empty reply, no fd.
+  uint8_t inflight[24] = {};
+  f.send_raw(wire::GET_INFLIGHT_FD, wire::kVersion, inflight, sizeof inflight);
+  assert_int_equal(f.recv_raw(m, 2000), 0);
+  assert_int_equal(m.hdr.size, 0);
+  assert_int_equal(m.fds.size(), 0);
+  // SET_LOG_BASE without LOG_SHMFD: refused, fd closed.
+  int efd = eventfd(0, EFD_CLOEXEC);
+  wire::Log log{4096, 0};
+  assert_int_equal(f.request_ack(wire::SET_LOG_BASE, &log, sizeof log, {efd}), -EIO);
+  close(efd);
+  assert_int_equal(round_trip(dev, 0, 32), 32);
+}
+
+void test_reset_device(void**) {
+  TestDevice t;
+  Device dev = t.connect();
+  assert_int_equal(round_trip(dev, 0, 64), 64);
+  int resets = t.resets.load();
+  dev.fe().reset_device();
+  dev.fe().sync();
+  assert_int_equal(t.resets.load(), resets + 1);
+  assert_false(vhu_vring_is_started(vhu_daemon_get_vring(t.daemon(), 0)));
+  assert_int_equal(vhu_daemon_acked_features(t.daemon()), 0);
+  vhu_vring_stats s = stats_of(t.daemon(), 0);
+  assert_int_equal(s.chains, 0);
+  // The device can be set up again in the same session.
+  dev.configure();
+  dev.setup_queues();
+  assert_int_equal(round_trip(dev, 0, 64), 64);
+}
+
+void test_status(void**) {
+  TestDevice t;
+  Device dev = t.connect();
+  // Device::bring_up drove the status to DRIVER_OK.
+  assert_int_equal(dev.fe().get_status(), 0x0f);
+  dev.fe().set_status(0);
+  assert_int_equal(dev.fe().get_status(), 0);
+  uint64_t big = 0x100;
+  assert_int_equal(dev.fe().request_ack(wire::SET_STATUS, &big, sizeof big), -EIO);
+}
+
+void test_mem_slots(void**) {
+  TestDevice t;
+  DeviceOptions o;
+  o.use_mem_slots = true;
+  o.memory = {{0, 4u << 20}, {8u << 20, 1u << 20}, {16u << 20, 1u << 20}};
+  Device dev = t.connect(o);
+  assert_int_equal(dev.fe().get_max_mem_slots(), 509);
+  assert_int_equal(t.memory_changes.load(), 3);
+  // A buffer in the third region.
+  uint64_t gpa = 16u << 20;
+  dev.ring(0).add_chain({{gpa, 512, true}});
+  dev.ring(0).kick();
+  assert_true(dev.ring(0).wait_used(2000));
+  assert_int_equal(dev.ring(0).get_used()->second, 512);
+  assert_true(all_bytes(dev.mem(), gpa, 512, kFillByte));
+  // Remove it; a buffer there now breaks the queue, nothing else.
+  dev.fe().rem_mem_reg(dev.mem(), 2);
+  wire::SingleMemRegion again{0, dev.mem().region_msg(2)};
+  assert_int_equal(dev.fe().request_ack(wire::REM_MEM_REG, &again, sizeof again), -EIO);
+  // Overlapping region refused.
+  wire::SingleMemRegion overlap{0, dev.mem().region_msg(1)};
+  assert_int_equal(
+      dev.fe().request_ack(wire::ADD_MEM_REG, &overlap, sizeof overlap, {dev.mem().fd(1)}), -EIO);
+  assert_int_equal(round_trip(dev, 0, 64), 64);
+}
+
+void test_config_and_backend_channel(void**) {
+  TestDevice t;
+  Device dev = t.connect();
+  auto cfg = dev.fe().get_config(0, 16);
+  assert_int_equal(cfg.size(), 16);
+  for (int i = 0; i < 16; i++) assert_int_equal(cfg[i], i);
+  dev.fe().set_config(4, {9, 9});
+  cfg = dev.fe().get_config(4, 2);
+  assert_int_equal(cfg[0], 9);
+  // Out of the device's config space (the device refuses) and past the
+  // 256-byte limit (the library refuses): error replies, session alive.
+  wire::ConfigHeader ch{60, 16, 0};
+  std::vector<uint8_t> req(sizeof ch + 16);
+  std::memcpy(req.data(), &ch, sizeof ch);
+  dev.fe().send_raw(wire::GET_CONFIG, wire::kVersion, req.data(), req.size());
+  proto::Message m;
+  assert_int_equal(dev.fe().recv_raw(m, 2000), 0);
+  assert_int_equal(m.hdr.size, 0);
+  ch = {250, 16, 0};
+  std::memcpy(req.data(), &ch, sizeof ch);
+  dev.fe().send_raw(wire::GET_CONFIG, wire::kVersion, req.data(), req.size());
+  assert_int_equal(dev.fe().recv_raw(m, 2000), 0);
+  assert_int_equal(m.hdr.size, 0);
+
+  int rc = 1;
+  std::thread sender([&] { rc = vhu_daemon_config_changed(t.daemon()); });
+  assert_int_equal(dev.fe().serve_backend_channel(3000), wire::BACKEND_CONFIG_CHANGE_MSG);
+  sender.join();
+  assert_int_equal(rc, 0);
+  assert_int_equal(dev.fe().config_changes(), 1);
+}
+
+void test_config_change_without_channel(void**) {
+  TestDevice t;
+  assert_int_equal(vhu_daemon_config_changed(t.daemon()), -ENOTCONN);
+}
+
+void test_workers_own_queues(void**) {
+  TestDevice::Options to;
+  to.num_queues = 2;
+  to.workers = 2;
+  to.assignment = {0, 1};
+  TestDevice t(to);
+  Device dev = t.connect();
+  assert_int_equal(round_trip(dev, 0, 64), 64);
+  assert_int_equal(round_trip(dev, 1, 64), 64);
+  std::lock_guard lk(t.mu);
+  assert_true(t.handler_threads[0] != t.handler_threads[1]);
+  assert_true(t.handler_threads[0] != std::this_thread::get_id());
+}
+
+void test_single_threaded_daemon(void**) {
+  TestDevice::Options to;
+  to.workers = 0;
+  TestDevice t(to);
+  Device dev = t.connect();
+  assert_int_equal(round_trip(dev, 0, 256), 256);
+}
+
+void test_event_idx_suppression(void**) {
+  TestDevice t;
+  Device dev = t.connect();
+  fe::DriverRing& r = dev.ring(0);
+  assert_true(r.options().use_event_idx);
+  // The driver wants an interrupt only once used idx passes 1000.
+  r.set_used_event(1000);
+  for (int i = 0; i < 4; i++) {
+    uint64_t b = dev.mem().alloc(16, 8);
+    r.add_chain({{b, 16, true}});
+    r.kick();
+    for (int w = 0; w < 2000 && !r.has_used(); w++) usleep(1000);
+    assert_true(r.get_used().has_value());
+  }
+  vhu_vring_stats s = stats_of(t.daemon(), 0);
+  assert_int_equal(s.chains, 4);
+  assert_true(s.suppressed >= 3);
+  // The device asked for a kick at the next avail index.
+  assert_int_equal(r.avail_event(), 4);
+}
+
+void test_guest_memory_access(void**) {
+  TestDevice t;
+  Device dev = t.connect();
+  uint64_t gpa = dev.mem().alloc(64, 8);
+  const char msg[] = "written by the back-end";
+  assert_int_equal(vhu_daemon_write_guest(t.daemon(), gpa, msg, sizeof msg), 0);
+  char back[sizeof msg];
+  dev.mem().read(gpa, back, sizeof back);
+  assert_string_equal(back, msg);
+  assert_int_equal(vhu_daemon_read_guest(t.daemon(), 1ull << 40, back, 8), -EFAULT);
+}
+
+struct TimerState {
+  std::atomic<int> ticks{0};
+  std::atomic<int> reads{0};
+  int efd = -1;
+};
+
+void test_host_watch_and_timer(void**) {
+  TestDevice t;
+  TimerState st;
+  st.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  vhu_watch *timer = nullptr, *watch = nullptr;
+  assert_int_equal(
+      vhu_daemon_add_timer(
+          t.daemon(), 0, 2000,
+          [](int, uint32_t, void* ud) { static_cast<TimerState*>(ud)->ticks++; }, &st, &timer),
+      0);
+  assert_int_equal(vhu_daemon_add_watch(
+                       t.daemon(), 0, st.efd, VHU_WATCH_READ,
+                       [](int fd, uint32_t ev, void* ud) {
+                         uint64_t v;
+                         if ((ev & VHU_WATCH_READ) && read(fd, &v, sizeof v) == 8)
+                           static_cast<TimerState*>(ud)->reads++;
+                       },
+                       &st, &watch),
+                   0);
+  uint64_t one = 1;
+  assert_int_equal(write(st.efd, &one, sizeof one), 8);
+  for (int i = 0; i < 2000 && (st.ticks < 3 || st.reads < 1); i++) usleep(1000);
+  assert_true(st.ticks >= 3);
+  assert_int_equal(st.reads.load(), 1);
+  vhu_watch_free(timer);
+  vhu_watch_free(watch);
+  int ticks = st.ticks;
+  usleep(20000);
+  assert_int_equal(st.ticks.load(), ticks);
+  close(st.efd);
+}
+
+void test_reconnect_cycles_keep_fds_flat(void**) {
+  TestDevice t;
+  // One warm-up session so lazily created state exists before counting.
+  {
+    Device dev = t.connect();
+    assert_int_equal(round_trip(dev, 0, 64), 64);
+  }
+  wait_disconnected(t.daemon());
+  int fds_before = count_open_fds(), maps_before = count_mappings();
+  for (int i = 0; i < 200; i++) {
+    Device dev = t.connect();
+    assert_int_equal(round_trip(dev, 0, 64), 64);
+    dev.fe().close();
+    wait_disconnected(t.daemon());
+  }
+  int fds_after = count_open_fds(), maps_after = count_mappings();
+  print_message(
+      "reconnect loop: 200 sessions, open fds %d before / %d after, "
+      "mappings %d before / %d after\n",
+      fds_before, fds_after, maps_before, maps_after);
+  assert_int_equal(fds_after, fds_before);
+  assert_int_equal(maps_after, maps_before);
+}
+
+void test_second_frontend_waits_for_first(void**) {
+  TestDevice t;
+  Device first = t.connect();
+  fe::Frontend second = fe::Frontend::connect(t.socket_path());
+  // Not served while the first session runs.
+  second.send_raw(wire::GET_FEATURES, wire::kVersion, nullptr, 0);
+  proto::Message m;
+  assert_int_equal(second.recv_raw(m, 300), -ETIMEDOUT);
+  first.fe().close();
+  assert_int_equal(second.recv_raw(m, 3000), 0);
+  assert_int_equal(m.hdr.request, wire::GET_FEATURES);
+}
+
+void test_stop_from_another_thread(void**) {
+  TestDevice t;
+  Device dev = t.connect();
+  assert_int_equal(round_trip(dev, 0, 64), 64);
+  auto t0 = std::chrono::steady_clock::now();
+  std::thread stopper([&] { vhu_daemon_stop(t.daemon()); });
+  vhu_error* err = nullptr;
+  int rc = vhu_daemon_wait(t.daemon(), &err);
+  auto ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  stopper.join();
+  print_message("stop with a connected front-end: wait returned after %.2f ms\n", ms);
+  assert_int_equal(rc, 0);
+  assert_null(err);
+  // Generous bound for a shared machine; the measured value is printed.
+  assert_true(ms < 2000);
+  // The front-end sees the hang-up.
+  assert_true(dev.fe().peer_closed(2000));
+}
+
+void test_run_errors(void**) {
+  vhu_backend_ops ops{};
+  ops.struct_size = sizeof ops;
+  ops.num_queues = 1;
+  vhu_daemon* d = nullptr;
+  vhu_error* err = nullptr;
+  // No queue handler.
+  assert_int_equal(vhu_daemon_new(&ops, nullptr, nullptr, &d, &err), -EINVAL);
+  assert_non_null(err);
+  assert_int_equal(vhu_error_code(err), -EINVAL);
+  vhu_error_free(err);
+  err = nullptr;
+  ops.handle_queue = [](vhu_vring*, void*) {};
+  ops.max_queue_size = 1000;  // not a power of two
+  assert_int_equal(vhu_daemon_new(&ops, nullptr, nullptr, &d, nullptr), -EINVAL);
+  ops.max_queue_size = 0;
+  static int freed = 0;
+  assert_int_equal(vhu_daemon_new(
+                       &ops, &freed, [](void* p) { (*static_cast<int*>(p))++; }, &d, nullptr),
+                   0);
+  // No endpoint.
+  assert_int_equal(vhu_daemon_run(d, &err), -ENOTCONN);
+  assert_non_null(strstr(vhu_error_message(err), "endpoint"));
+  vhu_error_free(err);
+  assert_int_equal(vhu_daemon_connect(d, "/nonexistent/dir/sock", nullptr), -ENOENT);
+  assert_int_equal(vhu_daemon_listen(d, "", nullptr), -EINVAL);
+  vhu_daemon_free(d);
+  assert_int_equal(freed, 1);
+  assert_string_equal(vhu_strerror(-EAGAIN), "nothing available");
+  int maj = -1;
+  vhu_version(&maj, nullptr, nullptr);
+  assert_int_equal(maj, VHU_VERSION_MAJOR);
+}
+
+// Client mode: the daemon connects to a listening front-end and run()
+// returns 0 when that front-end hangs up.
+void test_client_mode_and_adopt(void**) {
+  char dir[] = "/tmp/vhu-client-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  std::string path = std::string(dir) + "/fe.sock";
+  UniqueFd lfd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strcpy(a.sun_path, path.c_str());
+  assert_int_equal(bind(lfd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  assert_int_equal(listen(lfd.get(), 1), 0);
+
+  vhu_backend_ops ops{};
+  ops.struct_size = sizeof ops;
+  ops.num_queues = 1;
+  ops.handle_queue = [](vhu_vring*, void*) {};
+  vhu_daemon* d = nullptr;
+  assert_int_equal(vhu_daemon_new(&ops, nullptr, nullptr, &d, nullptr), 0);
+  assert_int_equal(vhu_daemon_connect(d, path.c_str(), nullptr), 0);
+  assert_int_equal(vhu_daemon_start(d, nullptr), 0);
+  {
+    fe::Frontend f(UniqueFd(accept4(lfd.get(), nullptr, nullptr, SOCK_CLOEXEC)));
+    assert_true(f.get_features() & wire::bit(wire::kFeatVersion1));
+  }
+  assert_int_equal(vhu_daemon_wait(d, nullptr), 0);
+  vhu_daemon_free(d);
+
+  // Adopting one end of a socketpair.
+  int sv[2];
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  assert_int_equal(vhu_daemon_new(&ops, nullptr, nullptr, &d, nullptr), 0);
+  assert_int_equal(vhu_daemon_adopt_fd(d, sv[0], VHU_FD_LISTENING, nullptr), -EINVAL);
+  assert_int_equal(vhu_daemon_adopt_fd(d, sv[1], VHU_FD_CONNECTED, nullptr), 0);
+  vhu_daemon_free(d);  // never ran: the adopted fd is closed
+  unlink(path.c_str());
+  rmdir(dir);
+}
+
+}  // namespace
+
+int main() {
+  if (const char* f = getenv("VHU_TEST_FILTER")) cmocka_set_test_filter(f);
+  const CMUnitTest tests[] = {
+      cmocka_unit_test(test_round_trip),
+      cmocka_unit_test(test_chain_crosses_regions),
+      cmocka_unit_test(test_indirect_and_echo),
+      cmocka_unit_test(test_disabled_until_enabled),
+      cmocka_unit_test(test_enabled_without_protocol_features),
+      cmocka_unit_test(test_get_vring_base_stops_and_restart),
+      cmocka_unit_test(test_reply_ack),
+      cmocka_unit_test(test_unimplemented_requests_get_error_replies),
+      cmocka_unit_test(test_reset_device),
+      cmocka_unit_test(test_status),
+      cmocka_unit_test(test_mem_slots),
+      cmocka_unit_test(test_config_and_backend_channel),
+      cmocka_unit_test(test_config_change_without_channel),
+      cmocka_unit_test(test_workers_own_queues),
+      cmocka_unit_test(test_single_threaded_daemon),
+      cmocka_unit_test(test_event_idx_suppression),
+      cmocka_unit_test(test_guest_memory_access),
+      cmocka_unit_test(test_host_watch_and_timer),
+      cmocka_unit_test(test_reconnect_cycles_keep_fds_flat),
+      cmocka_unit_test(test_second_frontend_waits_for_first),
+      cmocka_unit_test(test_stop_from_another_thread),
+      cmocka_unit_test(test_run_errors),
+      cmocka_unit_test(test_client_mode_and_adopt),
+  };
+  return cmocka_run_group_tests_name("integration_daemon", tests, nullptr, nullptr);
+}

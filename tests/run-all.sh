@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Builds the project and runs every test: unit, integration, the QEMU guest
+# end to end, the installed-library checks (SONAME, exported symbols,
+# pkg-config consumer, the installed vhu-rng under QEMU), formatting, and
+# the whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
+#
+# usage: tests/run-all.sh            (from the top of the source tree)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+top=$PWD
+jobs=$(nproc)
+results=()
+
+step() { printf '\n==== %s ====\n' "$*"; }
+record() { results+=("$1"); }
+
+step "build (warnings are errors)"
+cmake -S . -B build-ci -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVHU_WERROR=ON
+cmake --build build-ci -j "$jobs"
+
+step "test suite"
+ctest --test-dir build-ci --output-on-failure -j 1
+record "test suite: passed"
+
+step "install and check the installed library"
+prefix=$(mktemp -d /tmp/vhu-prefix-XXXXXX)
+trap 'rm -rf "$prefix"' EXIT
+cmake --install build-ci --prefix "$prefix" >/dev/null
+lib=$(find "$prefix" -name 'libvhostuser-cxx.so.0.*' -type f | head -1)
+soname=$(readelf -d "$lib" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
+echo "SONAME: $soname"
+[ "$soname" = "libvhostuser-cxx.so.0" ]
+extra=$(nm -D --defined-only "$lib" | awk '$2 ~ /[TDBRVWiu]/ {print $3}' | grep -v '^vhu_' || true)
+if [ -n "$extra" ]; then
+  echo "symbols outside vhu_* are exported:"; echo "$extra"; exit 1
+fi
+echo "exported: $(nm -D --defined-only "$lib" | grep -c ' vhu_') vhu_* functions, nothing else"
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig:$prefix/lib/x86_64-linux-gnu/pkgconfig"
+cc -std=c11 -Wall -Wextra -Wpedantic -Werror tests/consumer/consumer.c -o "$prefix/consumer" \
+  $(pkg-config --cflags --libs vhostuser) -Wl,-rpath,"$(pkg-config --variable=libdir vhostuser)"
+"$prefix/consumer"
+record "installed library: SONAME $soname, only vhu_* exported, pkg-config C11 consumer ok"
+
+step "QEMU guest against the installed vhu-rng"
+tests/e2e/rng_guest_test.sh "$prefix/bin/vhu-rng"
+record "QEMU guest with the installed vhu-rng: passed"
+
+step "formatting"
+if find include src examples tests -name '*.[ch]' -o -name '*.cc' -o -name '*.h' |
+    xargs clang-format --dry-run --Werror 2>/tmp/vhu-format.log; then
+  record "clang-format: clean"
+else
+  head -40 /tmp/vhu-format.log; exit 1
+fi
+
+step "test suite under AddressSanitizer + UndefinedBehaviorSanitizer"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DVHU_WERROR=ON -DVHU_SANITIZE=ON
+cmake --build build-asan -j "$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan --output-on-failure -j 1
+record "sanitizer suite: passed"
+
+step "summary"
+printf '%s\n' "${results[@]}"
