@@ -26,10 +26,10 @@
 struct rng {
   int fd;
   int is_file;
-  const char *path;
+  const char* path;
 };
 
-static vhu_daemon *g_daemon;
+static vhu_daemon* g_daemon;
 
 static void on_signal(int sig) {
   (void)sig;
@@ -37,7 +37,7 @@ static void on_signal(int sig) {
 }
 
 /* Reads up to len bytes into buf; returns bytes read, or -1. */
-static ssize_t source_read(struct rng *r, void *buf, size_t len) {
+static ssize_t source_read(struct rng* r, void* buf, size_t len) {
   for (;;) {
     ssize_t n = read(r->fd, buf, len);
     if (n > 0) return n;
@@ -50,18 +50,18 @@ static ssize_t source_read(struct rng *r, void *buf, size_t len) {
   }
 }
 
-static void handle_queue(vhu_vring *vr, void *ud) {
-  struct rng *r = ud;
-  vhu_chain *chain;
+static void handle_queue(vhu_vring* vr, void* ud) {
+  struct rng* r = ud;
+  vhu_chain* chain;
   int rc;
   while ((rc = vhu_vring_pop(vr, &chain)) == 0) {
     unsigned n;
-    const struct iovec *iov = vhu_chain_writable(chain, &n);
+    const struct iovec* iov = vhu_chain_writable(chain, &n);
     uint32_t written = 0;
     for (unsigned i = 0; i < n; i++) {
       size_t off = 0;
       while (off < iov[i].iov_len) {
-        ssize_t got = source_read(r, (char *)iov[i].iov_base + off, iov[i].iov_len - off);
+        ssize_t got = source_read(r, (char*)iov[i].iov_base + off, iov[i].iov_len - off);
         if (got <= 0) goto done;
         off += (size_t)got;
         written += (uint32_t)got;
@@ -71,17 +71,17 @@ static void handle_queue(vhu_vring *vr, void *ud) {
     vhu_vring_push(vr, chain, written);
   }
   vhu_vring_notify(vr);
-  if (rc == -EIO) fprintf(stderr, "vhu-rng: queue %u is broken; waiting for a reset\n",
-                          vhu_vring_index(vr));
+  if (rc == -EIO)
+    fprintf(stderr, "vhu-rng: queue %u is broken; waiting for a reset\n", vhu_vring_index(vr));
 }
 
-static void log_cb(vhu_log_level level, const char *msg, void *ud) {
-  static const char *names[] = {"error", "warning", "info", "debug"};
+static void log_cb(vhu_log_level level, const char* msg, void* ud) {
+  static const char* names[] = {"error", "warning", "info", "debug"};
   (void)ud;
   fprintf(stderr, "vhu-rng: %s: %s\n", names[level], msg);
 }
 
-static void usage(FILE *f) {
+static void usage(FILE* f) {
   fprintf(f,
           "usage: vhu-rng --socket-path=PATH [--source=FILE] [--verbose]\n"
           "  --socket-path=PATH  unix socket to listen on for the front-end (QEMU:\n"
@@ -91,7 +91,7 @@ static void usage(FILE *f) {
           "  --verbose           log protocol events to stderr (twice: debug)\n");
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   const char *sock = NULL, *source = "/dev/urandom";
   int verbose = 0;
   static const struct option opts[] = {{"socket-path", required_argument, 0, 's'},
@@ -102,11 +102,21 @@ int main(int argc, char **argv) {
   int c;
   while ((c = getopt_long(argc, argv, "s:r:vh", opts, NULL)) != -1) {
     switch (c) {
-      case 's': sock = optarg; break;
-      case 'r': source = optarg; break;
-      case 'v': verbose++; break;
-      case 'h': usage(stdout); return 0;
-      default: usage(stderr); return 2;
+      case 's':
+        sock = optarg;
+        break;
+      case 'r':
+        source = optarg;
+        break;
+      case 'v':
+        verbose++;
+        break;
+      case 'h':
+        usage(stdout);
+        return 0;
+      default:
+        usage(stderr);
+        return 2;
     }
   }
   if (!sock || optind != argc) {
@@ -133,15 +143,16 @@ int main(int argc, char **argv) {
       .max_queue_size = 1024,
       .handle_queue = handle_queue,
   };
-  vhu_error *err = NULL;
+  vhu_error* err = NULL;
   if (vhu_daemon_new(&ops, &r, NULL, &g_daemon, &err) != 0) {
     fprintf(stderr, "vhu-rng: %s\n", vhu_error_message(err));
     vhu_error_free(err);
     return 1;
   }
-  vhu_daemon_set_log(g_daemon, log_cb, verbose > 1 ? VHU_LOG_DEBUG
-                                       : verbose   ? VHU_LOG_INFO
-                                                   : VHU_LOG_WARNING,
+  vhu_daemon_set_log(g_daemon, log_cb,
+                     verbose > 1 ? VHU_LOG_DEBUG
+                     : verbose   ? VHU_LOG_INFO
+                                 : VHU_LOG_WARNING,
                      NULL);
   if (vhu_daemon_listen(g_daemon, sock, &err) != 0) {
     fprintf(stderr, "vhu-rng: %s\n", vhu_error_message(err));

@@ -78,7 +78,15 @@ uint16_t vhu_vring::stop() {
     kick_fd_.reset();
     sq_.detach();
     started_ = false;
-    daemon_.log().log(VHU_LOG_DEBUG, "queue %u stopped at avail index %u", index_, base_);
+    auto ld = [](const std::atomic<uint64_t>& a) {
+      return static_cast<unsigned long long>(a.load(std::memory_order_relaxed));
+    };
+    daemon_.log().log(VHU_LOG_INFO,
+                      "queue %u stopped at avail index %u: %llu chains, %llu bytes read, %llu "
+                      "written, %llu notifications (%llu suppressed), %llu kicks",
+                      index_, base_, ld(stats_.chains), ld(stats_.bytes_read),
+                      ld(stats_.bytes_written), ld(stats_.notifications), ld(stats_.suppressed),
+                      ld(stats_.kicks));
   }
   return base_;
 }
