@@ -305,7 +305,10 @@ VHU_EXPORT int vhu_vring_pop(vhu_vring* vring, vhu_chain** out);
 /* Returns `chain` to the driver through the used ring with `written` bytes
  * written into its device-writable buffers. The chain is invalid after this
  * call, also on error. Errors: -EINVAL (written exceeds the writable
- * length: the chain is returned with the writable length clamped). */
+ * length: the chain is returned with the writable length clamped; or the
+ * chain was not popped from this vring, or was pushed already: nothing
+ * happens), -ENOTCONN (the queue was stopped since the pop: the chain was
+ * reclaimed), -EIO (the queue is broken). */
 VHU_EXPORT int vhu_vring_push(vhu_vring* vring, vhu_chain* chain, uint32_t written);
 
 /* Puts `chain` back so the next pop returns it again (nothing is written to

@@ -85,7 +85,9 @@ void EventLoop::run() {
   }
   EventLoop* outer = tl_current_loop;
   tl_current_loop = this;
-  drain_tasks();
+  // No drain here: a quit() run before event_base_loop() starts would be
+  // forgotten by it. Queued tasks come with an eventfd write, so the
+  // running loop picks them up.
   event_base_loop(base_, EVLOOP_NO_EXIT_ON_EMPTY);
   // Run whatever was queued before we stopped, so no caller waits forever.
   drain_tasks();

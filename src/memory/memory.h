@@ -63,7 +63,8 @@ class MemoryTable {
   // the range wraps, or more than `max_iov` iovecs would be needed in total.
   bool map_range(uint64_t gpa, uint64_t len, std::vector<iovec>& out, size_t max_iov) const;
 
-  // Copies guest memory; false if any byte is unmapped.
+  // Copies guest memory; false if any byte is unmapped. A copy that fails
+  // part-way has already copied the bytes before the unmapped gap.
   bool read(uint64_t gpa, void* buf, size_t len) const;
   bool write(uint64_t gpa, const void* buf, size_t len) const;
 

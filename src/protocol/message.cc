@@ -14,12 +14,13 @@ namespace vhu::proto {
 
 int send_message(int sock, const wire::Header& hdr, const void* payload, const int* fds,
                  size_t nfds) {
-  if (nfds > wire::kMaxFdsPerMessage || hdr.size > wire::kMaxPayload) return -EINVAL;
+  if (nfds > wire::kMaxFdsPerMessage || hdr.size > wire::kMaxPayload || (hdr.size > 0 && !payload))
+    return -EINVAL;
   iovec iov[2];
   iov[0].iov_base = const_cast<wire::Header*>(&hdr);
   iov[0].iov_len = sizeof hdr;
   iov[1].iov_base = const_cast<void*>(payload);
-  iov[1].iov_len = payload ? hdr.size : 0;
+  iov[1].iov_len = hdr.size;
   alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * wire::kMaxFdsPerMessage)];
   msghdr msg{};
   msg.msg_iov = iov;
@@ -102,7 +103,7 @@ Reader::Status Reader::read(int sock, Message& out, std::string& error) {
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return Status::kNeedMore;
-      if (errno == ECONNRESET) {
+      if (errno == ECONNRESET && !partial()) {
         reset();
         return Status::kClosed;
       }

@@ -189,21 +189,23 @@ int vhu_vring::pop(vhu_chain** out) {
 }
 
 int vhu_vring::push(vhu_chain* c, uint32_t written) {
-  if (!c || !c->in_use) return -EINVAL;
-  if (!started_ || broken_) {
-    // The ring is gone or must not be touched; the chain is dropped.
-    return broken_ ? -EIO : -ENOTCONN;
-  }
+  if (!c) return -EINVAL;
+  // A stopped ring reclaimed its chains; a broken one must not be touched.
+  if (!started_) return -ENOTCONN;
+  if (broken_) return -EIO;
+  // Not popped from this queue, or pushed already.
+  if (!sq_.owns(c)) return -EINVAL;
   size_t rd = c->readable_len;
+  uint64_t wr = written < c->writable_len ? written : c->writable_len;
   bool ok = sq_.push(c, written);
   bump(stats_.chains);
   bump<uint64_t>(stats_.bytes_read, rd);
-  bump<uint64_t>(stats_.bytes_written, ok ? written : 0);
+  bump<uint64_t>(stats_.bytes_written, wr);
   return ok ? 0 : -EINVAL;
 }
 
 int vhu_vring::unpop(vhu_chain* c) {
-  if (!started_ || broken_) return -EINVAL;
+  if (!started_ || broken_ || !sq_.owns(c)) return -EINVAL;
   return sq_.unpop(c) ? 0 : -EINVAL;
 }
 

@@ -79,6 +79,7 @@ bool SplitQueue::attach(MemoryTablePtr mem, uint16_t num, uint64_t desc_uva, uin
   if (pool_.size() < num_) {
     while (pool_.size() < num_) {
       pool_.push_back(std::make_unique<Chain>());
+      pool_.back()->owner = this;
       free_.push_back(pool_.back().get());
     }
   }
@@ -87,6 +88,7 @@ bool SplitQueue::attach(MemoryTablePtr mem, uint16_t num, uint64_t desc_uva, uin
 
 bool SplitQueue::translate(std::string& err) {
   if (!mem_) {
+    desc_ = avail_ = used_ = nullptr;
     err = "no memory table";
     return false;
   }
@@ -100,6 +102,14 @@ bool SplitQueue::translate(std::string& err) {
         "are not inside guest memory",
         (unsigned long long)desc_uva_, (unsigned long long)avail_uva_,
         (unsigned long long)used_uva_, num_);
+    return false;
+  }
+  // The front-end chooses both the ring addresses and the regions' user
+  // addresses, so aligned UVAs can still land on unaligned host pointers.
+  if ((reinterpret_cast<uintptr_t>(desc_) & 15) || (reinterpret_cast<uintptr_t>(avail_) & 1) ||
+      (reinterpret_cast<uintptr_t>(used_) & 3)) {
+    desc_ = avail_ = used_ = nullptr;
+    err = "ring addresses map to misaligned host memory";
     return false;
   }
   return true;
@@ -170,7 +180,8 @@ SplitQueue::Pop SplitQueue::pop(Chain*& out, std::string& err) {
         err,
         strfmt("avail index ran away (idx %u, next %u, size %u)", avail_idx, last_avail_, num_),
         nullptr);
-  if (free_.empty()) return broken(err, "more chains outstanding than the queue size", nullptr);
+  if (free_.empty() || outstanding_ >= num_)
+    return broken(err, "more chains outstanding than the queue size", nullptr);
 
   uint16_t head = load16(avail_ + 4 + 2 * (last_avail_ % num_));
   if (head >= num_)

@@ -19,6 +19,7 @@
 
 // The public vhu_chain handle is this struct.
 struct vhu_chain {
+  const void* owner = nullptr;  // the SplitQueue whose pool holds it
   uint16_t head = 0;
   bool in_use = false;
   unsigned nreadable = 0;  // iov[0..nreadable) readable, the rest writable
@@ -49,6 +50,11 @@ class SplitQueue {
  public:
   enum class Pop { kChain, kEmpty, kBroken };
 
+  SplitQueue() = default;
+  // Chains point back at their queue: it stays where it was made.
+  SplitQueue(const SplitQueue&) = delete;
+  SplitQueue& operator=(const SplitQueue&) = delete;
+
   // Maps the ring parts (front-end virtual addresses) through `mem`.
   // `next_avail` is the base set by SET_VRING_BASE; the used index is taken
   // from the ring. Returns false with `err` set when the addresses are not
@@ -74,6 +80,8 @@ class SplitQueue {
   bool need_notify(bool* pushed);
   void set_kicks(bool enable);
   bool pending() const;
+  // Whether `c` was popped from this queue and is still outstanding.
+  bool owns(const Chain* c) const { return c && c->owner == this && c->in_use; }
 
   uint16_t next_avail() const { return last_avail_; }
   uint16_t next_used() const { return used_idx_; }
