@@ -27,11 +27,11 @@ struct VirtqDesc {
 using virtq_desc = VirtqDesc;
 static_assert(sizeof(VirtqDesc) == 16);
 
-inline constexpr uint16_t kDescFNext = 1;
-inline constexpr uint16_t kDescFWrite = 2;
-inline constexpr uint16_t kDescFIndirect = 4;
-inline constexpr uint16_t kAvailFNoInterrupt = 1;
-inline constexpr uint16_t kUsedFNoNotify = 1;
+using wire::kAvailFNoInterrupt;
+using wire::kDescFIndirect;
+using wire::kDescFNext;
+using wire::kDescFWrite;
+using wire::kUsedFNoNotify;
 inline constexpr uint32_t kMaxRingSize = 32768;
 
 // Offsets of the three parts of a split ring inside one block of guest

@@ -120,6 +120,13 @@ inline constexpr uint64_t kVringNoFd = 0x100;
 
 inline constexpr uint8_t kStatusNeedsReset = 0x40;
 
+// Split virtqueue flags (descriptor, avail ring, used ring).
+inline constexpr uint16_t kDescFNext = 1;
+inline constexpr uint16_t kDescFWrite = 2;
+inline constexpr uint16_t kDescFIndirect = 4;
+inline constexpr uint16_t kAvailFNoInterrupt = 1;
+inline constexpr uint16_t kUsedFNoNotify = 1;
+
 #pragma pack(push, 1)
 struct Header {
   uint32_t request;

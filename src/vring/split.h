@@ -32,11 +32,11 @@ namespace vhu {
 
 using Chain = vhu_chain;
 
-inline constexpr uint16_t kDescFNext = 1;
-inline constexpr uint16_t kDescFWrite = 2;
-inline constexpr uint16_t kDescFIndirect = 4;
-inline constexpr uint16_t kAvailFNoInterrupt = 1;
-inline constexpr uint16_t kUsedFNoNotify = 1;
+using wire::kAvailFNoInterrupt;
+using wire::kDescFIndirect;
+using wire::kDescFNext;
+using wire::kDescFWrite;
+using wire::kUsedFNoNotify;
 
 struct SplitLayout {
   // Bytes each part needs for a queue of `num` entries (with the event
