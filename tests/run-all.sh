@@ -39,7 +39,10 @@ export PKG_CONFIG_PATH="$prefix/lib/pkgconfig:$prefix/lib/x86_64-linux-gnu/pkgco
 cc -std=c11 -Wall -Wextra -Wpedantic -Werror tests/consumer/consumer.c -o "$prefix/consumer" \
   $(pkg-config --cflags --libs vhostuser) -Wl,-rpath,"$(pkg-config --variable=libdir vhostuser)"
 "$prefix/consumer"
-record "installed library: SONAME $soname, only vhu_* exported, pkg-config C11 consumer ok"
+cmake -S tests/consumer -B "$prefix/cmake-consumer" -G Ninja -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$prefix/cmake-consumer" >/dev/null
+"$prefix/cmake-consumer/consumer"
+record "installed library: SONAME $soname, only vhu_* exported, C11 consumers via pkg-config and find_package ok"
 
 step "QEMU guest against the installed vhu-rng"
 tests/e2e/rng_guest_test.sh "$prefix/bin/vhu-rng"
