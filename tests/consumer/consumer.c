@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* An out-of-tree C11 program that uses only the installed public header and
  * links through pkg-config: creates a daemon, listens, stops, frees. */
+#define _POSIX_C_SOURCE 200809L /* mkdtemp */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
