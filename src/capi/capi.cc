@@ -129,10 +129,9 @@ const char* vhu_strerror(int status) {
       break;
   }
   if (status < 0) {
-    // strerror() strings are static for valid errno values on glibc, but
-    // not guaranteed thread-safe; keep to the common ones above and fall
-    // back to a generic text.
-    return "system error";
+    // A static, thread-safe description of any other errno value.
+    const char* s = strerrordesc_np(-status);
+    return s ? s : "unknown error";
   }
   return "unknown status";
 }

@@ -153,6 +153,24 @@ void test_get_vring_base_stops_and_restart(void**) {
   assert_int_equal(dev.stop_queues()[0], 4);
 }
 
+// A kick given as NOFD means the back-end must poll the ring.
+void test_nofd_kick_polls(void**) {
+  TestDevice t;
+  Device dev = t.connect();
+  uint32_t base = dev.stop_queues()[0];
+  fe::Frontend& f = dev.fe();
+  f.set_vring_num(0, dev.ring(0).size());
+  f.set_vring_base(0, base);
+  f.set_vring_addr(0, dev.ring(0));
+  f.set_vring_kick(0, -1);
+  f.set_vring_call(0, dev.ring(0).call_fd());
+  uint64_t buf = dev.mem().alloc(256, 8);
+  dev.ring(0).add_chain({{buf, 256, true}});  // no kick at all
+  assert_true(dev.ring(0).wait_used(2000));
+  assert_int_equal(dev.ring(0).get_used()->second, 256);
+  assert_int_equal(stats_of(t.daemon(), 0).kicks, 0);
+}
+
 void test_reply_ack(void**) {
   TestDevice t;
   Device dev = t.connect();
@@ -525,6 +543,7 @@ int main() {
       cmocka_unit_test(test_disabled_until_enabled),
       cmocka_unit_test(test_enabled_without_protocol_features),
       cmocka_unit_test(test_get_vring_base_stops_and_restart),
+      cmocka_unit_test(test_nofd_kick_polls),
       cmocka_unit_test(test_reply_ack),
       cmocka_unit_test(test_unimplemented_requests_get_error_replies),
       cmocka_unit_test(test_reset_device),
