@@ -116,6 +116,9 @@ bool SplitQueue::translate(std::string& err) {
 }
 
 bool SplitQueue::remap(MemoryTablePtr mem, std::string& err) {
+  // Chains the device still holds point into the old table's mappings: keep
+  // it alive until they are all pushed back.
+  if (outstanding_ > 0 && mem_) retired_.push_back(std::move(mem_));
   mem_ = std::move(mem);
   if (!desc_) return true;
   return translate(err);
@@ -132,6 +135,7 @@ void SplitQueue::detach() {
     free_.push_back(c.get());
   }
   outstanding_ = 0;
+  retired_.clear();
   last_popped_ = nullptr;
 }
 
@@ -148,6 +152,7 @@ SplitQueue::Pop SplitQueue::broken(std::string& err, std::string what, Chain* c)
     c->in_use = false;
     free_.push_back(c);
     outstanding_--;
+    if (outstanding_ == 0 && !retired_.empty()) retired_.clear();
   }
   return Pop::kBroken;
 }
@@ -266,6 +271,7 @@ bool SplitQueue::unpop(Chain* c) {
   c->in_use = false;
   free_.push_back(c);
   outstanding_--;
+  if (outstanding_ == 0 && !retired_.empty()) retired_.clear();
   last_popped_ = nullptr;
   return true;
 }
@@ -282,6 +288,7 @@ bool SplitQueue::push(Chain* c, uint32_t written) {
   c->in_use = false;
   free_.push_back(c);
   outstanding_--;
+  if (outstanding_ == 0 && !retired_.empty()) retired_.clear();
   if (last_popped_ == c) last_popped_ = nullptr;
   return ok;
 }

@@ -112,6 +112,9 @@ class SplitQueue {
   size_t outstanding_ = 0;
   Chain* last_popped_ = nullptr;
   std::vector<uint8_t> indirect_buf_;
+  // Tables replaced while chains were outstanding (their buffers stay
+  // mapped until the last of those chains is pushed).
+  std::vector<MemoryTablePtr> retired_;
 };
 
 }  // namespace vhu

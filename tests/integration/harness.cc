@@ -20,8 +20,7 @@ void handle(vhu_vring* vr, void* ud) {
     std::lock_guard lk(t->mu);
     t->handler_threads[vhu_vring_index(vr)] = std::this_thread::get_id();
   }
-  vhu_chain* c;
-  while (vhu_vring_pop(vr, &c) == 0) {
+  auto complete = [t](vhu_vring* vr, vhu_chain* c) {
     size_t written = 0;
     if (t->opts.echo) {
       std::vector<uint8_t> buf(vhu_chain_readable_len(c));
@@ -36,6 +35,17 @@ void handle(vhu_vring* vr, void* ud) {
       }
     }
     vhu_vring_push(vr, c, static_cast<uint32_t>(written));
+  };
+  if (t->release_held) {
+    for (vhu_chain* c : t->held) complete(vr, c);
+    t->held.clear();
+  }
+  vhu_chain* c;
+  while (vhu_vring_pop(vr, &c) == 0) {
+    if (t->opts.hold && !t->release_held)
+      t->held.push_back(c);
+    else
+      complete(vr, c);
   }
   vhu_vring_notify(vr);
 }

@@ -26,6 +26,9 @@ struct TestDevice {
     unsigned workers = 1;
     bool echo = false;
     bool with_config = true;
+    // Keep popped chains instead of completing them, until release_held is
+    // set (then the next handler call completes them first).
+    bool hold = false;
     // Queue -> worker; empty means every queue on worker 0.
     std::vector<unsigned> assignment;
   };
@@ -50,6 +53,8 @@ struct TestDevice {
   std::mutex mu;
   std::vector<std::thread::id> handler_threads;  // per queue, last seen
   uint8_t config[64] = {};
+  std::vector<vhu_chain*> held;  // touched only on the worker thread
+  std::atomic<bool> release_held{false};
   std::vector<std::string> log;
 };
 

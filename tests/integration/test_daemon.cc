@@ -104,6 +104,36 @@ void test_indirect_and_echo(void**) {
   assert_memory_equal(got.data(), pattern.data(), 300);
 }
 
+// The device may hold chains (asynchronous I/O) while the front-end replaces
+// the memory table: their buffers must stay mapped until they are pushed.
+void test_chains_survive_memory_replacement(void**) {
+  TestDevice::Options to;
+  to.hold = true;
+  TestDevice t(to);
+  Device dev = t.connect();
+  fe::DriverRing& r = dev.ring(0);
+  uint64_t a = dev.mem().alloc(4096, 64), b = dev.mem().alloc(4096, 64);
+  r.add_chain({{a, 4096, true}});
+  r.kick();
+  for (int i = 0; i < 2000 && stats_of(t.daemon(), 0).kicks == 0; i++) usleep(1000);
+  usleep(20000);
+  assert_false(r.has_used());
+  int changes = t.memory_changes.load();
+  dev.fe().set_mem_table(dev.mem());  // new mappings; the old ones go away
+  assert_int_equal(t.memory_changes.load(), changes + 1);
+  t.release_held = true;
+  r.add_chain({{b, 4096, true}});
+  r.kick();
+  int used = 0;
+  for (int i = 0; i < 2000 && used < 2; i++) {
+    while (r.get_used()) used++;
+    if (used < 2) usleep(1000);
+  }
+  assert_int_equal(used, 2);
+  assert_true(all_bytes(dev.mem(), a, 4096, kFillByte));
+  assert_true(all_bytes(dev.mem(), b, 4096, kFillByte));
+}
+
 void test_disabled_until_enabled(void**) {
   TestDevice t;
   DeviceOptions o;
@@ -540,6 +570,7 @@ int main() {
       cmocka_unit_test(test_round_trip),
       cmocka_unit_test(test_chain_crosses_regions),
       cmocka_unit_test(test_indirect_and_echo),
+      cmocka_unit_test(test_chains_survive_memory_replacement),
       cmocka_unit_test(test_disabled_until_enabled),
       cmocka_unit_test(test_enabled_without_protocol_features),
       cmocka_unit_test(test_get_vring_base_stops_and_restart),
