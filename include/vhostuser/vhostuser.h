@@ -248,8 +248,10 @@ VHU_EXPORT vhu_vring* vhu_daemon_get_vring(vhu_daemon* daemon, uint16_t index);
 
 /* Sends VHOST_USER_BACKEND_CONFIG_CHANGE_MSG on the back-end channel and,
  * when REPLY_ACK was negotiated, waits up to 5 s for the front-end's ack.
- * Thread-safe. Errors: -ENOTCONN (no channel), -ENOTSUP (CONFIG not
- * negotiated), -EIO (front-end replied failure), -ETIMEDOUT, -errno. */
+ * Thread-safe; best called from a thread of the host's own (a signal
+ * handler thread, say) rather than from a queue handler, since the
+ * front-end may be waiting on the daemon while it answers. Errors: -ENOTCONN (no channel), -ENOTSUP
+ * (CONFIG not negotiated), -EIO (front-end replied failure), -ETIMEDOUT, -errno. */
 VHU_EXPORT int vhu_daemon_config_changed(vhu_daemon* daemon);
 
 /* Copies guest memory by guest-physical address (any thread; uses the

@@ -302,6 +302,33 @@ void test_mem_slots(void**) {
   assert_int_equal(round_trip(dev, 0, 64), 64);
 }
 
+void test_all_509_mem_slots(void**) {
+  TestDevice t;
+  DeviceOptions o;
+  o.use_mem_slots = true;
+  // Region 0 holds the ring; 509 regions in all, then one too many.
+  o.memory.clear();
+  o.memory.push_back({0, 1u << 20});
+  for (uint64_t i = 1; i <= 509; i++) o.memory.push_back({(1ull << 30) + i * 65536, 65536});
+  Device dev = Device::connect(t.socket_path(), o);
+  dev.negotiate();
+  dev.fe().set_features(wire::bit(wire::kFeatVersion1) | wire::bit(wire::kFeatProtocolFeatures));
+  for (size_t i = 0; i < 509; i++) dev.fe().add_mem_reg(dev.mem(), i);
+  wire::SingleMemRegion extra{0, dev.mem().region_msg(509)};
+  assert_int_equal(
+      dev.fe().request_ack(wire::ADD_MEM_REG, &extra, sizeof extra, {dev.mem().fd(509)}), -EIO);
+  dev.fe().rem_mem_reg(dev.mem(), 508);
+  dev.fe().add_mem_reg(dev.mem(), 509);
+  dev.setup_queues();
+  dev.fe().set_vring_enable(0, true);
+  // A buffer in the last slot added.
+  uint64_t gpa = dev.mem().region(509).gpa;
+  dev.ring(0).add_chain({{gpa + 100, 1000, true}});
+  dev.ring(0).kick();
+  assert_true(dev.ring(0).wait_used(2000));
+  assert_true(all_bytes(dev.mem(), gpa + 100, 1000, kFillByte));
+}
+
 void test_config_and_backend_channel(void**) {
   TestDevice t;
   Device dev = t.connect();
@@ -580,6 +607,7 @@ int main() {
       cmocka_unit_test(test_reset_device),
       cmocka_unit_test(test_status),
       cmocka_unit_test(test_mem_slots),
+      cmocka_unit_test(test_all_509_mem_slots),
       cmocka_unit_test(test_config_and_backend_channel),
       cmocka_unit_test(test_config_change_without_channel),
       cmocka_unit_test(test_workers_own_queues),
