@@ -7,6 +7,7 @@
 // be trusted, end the connection.
 #include "session/session.h"
 
+#include <fcntl.h>
 #include <poll.h>
 
 #include <cstring>
@@ -64,6 +65,13 @@ T payload_as(const proto::Message& m) {
 
 }  // namespace
 
+BackendChannel::BackendChannel(UniqueFd fd, bool reply_ack)
+    : fd_(std::move(fd)), reply_ack_(reply_ack) {
+  int fl = ::fcntl(fd_.get(), F_GETFL);
+  if (fl < 0 || ::fcntl(fd_.get(), F_SETFL, fl | O_NONBLOCK) < 0)
+    throw_errno("making the back-end channel non-blocking");
+}
+
 int BackendChannel::request(uint32_t code, const void* payload, uint32_t size, int timeout_ms) {
   std::lock_guard lk(mu_);
   if (!fd_) return -ENOTCONN;
@@ -80,6 +88,12 @@ int BackendChannel::request(uint32_t code, const void* payload, uint32_t size, i
 }
 
 Session::Session(Daemon& d, UniqueFd conn) : d_(d), conn_(std::move(conn)) {
+  // Replies are written with a bounded wait (send_message polls up to 1 s
+  // on EAGAIN): a front-end that stops reading cannot wedge the control
+  // thread.
+  int fl = ::fcntl(conn_.get(), F_GETFL);
+  if (fl < 0 || ::fcntl(conn_.get(), F_SETFL, fl | O_NONBLOCK) < 0)
+    throw_errno("making the front-end socket non-blocking");
   const vhu_backend_ops& ops = d_.ops();
   uint64_t f = ops.get_features ? ops.get_features(d_.user_data()) : kDefaultFeatures;
   offered_features_ = (f & ~kEngineUnsupportedFeatures) | bit(kFeatProtocolFeatures);
@@ -126,7 +140,7 @@ bool Session::on_readable() {
         d_.log().log(VHU_LOG_ERROR, "dropping front-end: %s", err.c_str());
         return false;
       case proto::Reader::Status::kComplete:
-        if (!dispatch(msg)) return false;
+        if (!dispatch(msg) || dead_) return false;
         break;
     }
   }
@@ -135,9 +149,11 @@ bool Session::on_readable() {
 void Session::send_reply(const proto::Message& req, const proto::Message& reply) {
   Header h{req.hdr.request, kVersion | kFlagReply, static_cast<uint32_t>(reply.payload.size())};
   int rc = proto::send_message(conn_.get(), h, reply.payload.data(), nullptr, 0);
-  if (rc < 0)
-    d_.log().log(VHU_LOG_WARNING, "reply to %s failed: %s", request_name(req.hdr.request),
-                 std::strerror(-rc));
+  if (rc < 0 && !dead_) {
+    d_.log().log(VHU_LOG_ERROR, "dropping front-end: reply to %s failed: %s",
+                 request_name(req.hdr.request), std::strerror(-rc));
+    dead_ = true;
+  }
 }
 
 void Session::send_ack(const proto::Message& req, int status) {

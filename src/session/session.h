@@ -21,7 +21,9 @@ class Daemon;
 // thread sending on it keeps it alive while the session ends.
 class BackendChannel {
  public:
-  BackendChannel(UniqueFd fd, bool reply_ack) : fd_(std::move(fd)), reply_ack_(reply_ack) {}
+  // Makes `fd` non-blocking: a front-end that stops reading the channel
+  // makes requests time out instead of blocking the caller.
+  BackendChannel(UniqueFd fd, bool reply_ack);
   // Sends a request without payload (or with `payload`) and waits for the
   // ack when REPLY_ACK was negotiated. Returns 0 or negative errno.
   int request(uint32_t code, const void* payload, uint32_t size, int timeout_ms);
@@ -74,6 +76,7 @@ class Session {
   uint64_t protocol_ = 0;
   bool owner_ = false;
   uint8_t status_ = 0;
+  bool dead_ = false;  // a reply could not be delivered
   MemoryTablePtr mem_;
   UniqueFd log_fd_;
 };

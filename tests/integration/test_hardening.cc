@@ -8,6 +8,7 @@
 // daemon still serves a new front-end and that the process has exactly the
 // fds and mappings it had before the attack.
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -129,6 +130,24 @@ const Attack kAttacks[] = {
      [](Device& d) { send_header(d, wire::GET_FEATURES, wire::kVersion | 0x100, 0); }},
     {"A", "reply flag on a request", Outcome::kDisconnected,
      [](Device& d) { send_header(d, wire::GET_FEATURES, wire::kVersion | wire::kFlagReply, 0); }},
+    {"A", "front-end that never reads its replies", Outcome::kDisconnected,
+     [](Device& d) {
+       // Requests keep coming, replies pile up unread: the daemon must give
+       // up on the front-end instead of blocking forever on a write.
+       int fd = d.fe().fd();
+       int fl = fcntl(fd, F_GETFL);
+       fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+       wire::Header h{wire::GET_FEATURES, wire::kVersion, 0};
+       for (int i = 0; i < 20000000; i++) {
+         ssize_t n = ::send(fd, &h, sizeof h, MSG_NOSIGNAL);
+         if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) break;
+         if (n < 0 && errno == EAGAIN) {
+           pollfd p{fd, POLLOUT, 0};
+           if (poll(&p, 1, 5000) == 0) break;  // the daemon stopped reading too
+         }
+       }
+       fcntl(fd, F_SETFL, fl);
+     }},
     {"A", "unknown request codes", Outcome::kRejected,
      [](Device& d) {
        for (uint32_t code : {0u, 45u, 1000u, 0xffffffffu}) expect_nack(d, code, "xxxxxxxx", 8);
