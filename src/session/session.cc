@@ -127,7 +127,10 @@ vhu_vring& Session::queue_for(uint32_t index) {
 }
 
 bool Session::on_readable() {
-  for (;;) {
+  // A bounded batch per wake-up: a front-end that floods requests must not
+  // keep the control loop from its other events (stop, for one). The watch
+  // is level-triggered, so what is left is read on the next iteration.
+  for (int batch = 0; batch < 64; batch++) {
     proto::Message msg;
     std::string err;
     switch (reader_.read(conn_.get(), msg, err)) {
@@ -144,6 +147,7 @@ bool Session::on_readable() {
         break;
     }
   }
+  return true;
 }
 
 void Session::send_reply(const proto::Message& req, const proto::Message& reply) {
