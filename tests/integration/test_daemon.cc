@@ -516,6 +516,37 @@ void test_stop_from_another_thread(void**) {
   assert_true(dev.fe().peer_closed(2000));
 }
 
+// A front-end that keeps the control thread busy (requests back to back,
+// replies read) must not delay a stop.
+void test_stop_during_request_flood(void**) {
+  TestDevice t;
+  fe::Frontend f = fe::Frontend::connect(t.socket_path());
+  std::atomic<bool> done{false};
+  std::atomic<long> answered{0};
+  std::thread flooder([&] {
+    try {
+      while (!done) {
+        f.get_features();
+        answered++;
+      }
+    } catch (const Error&) {
+      // the daemon hung up
+    }
+  });
+  while (answered < 1000) usleep(1000);
+  auto t0 = std::chrono::steady_clock::now();
+  vhu_daemon_stop(t.daemon());
+  int rc = vhu_daemon_wait(t.daemon(), nullptr);
+  auto ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  done = true;
+  flooder.join();
+  print_message("stop during a request flood (%ld requests answered): %.2f ms\n", answered.load(),
+                ms);
+  assert_int_equal(rc, 0);
+  assert_true(ms < 2000);
+}
+
 void test_run_errors(void**) {
   vhu_backend_ops ops{};
   ops.struct_size = sizeof ops;
@@ -618,6 +649,7 @@ int main() {
       cmocka_unit_test(test_reconnect_cycles_keep_fds_flat),
       cmocka_unit_test(test_second_frontend_waits_for_first),
       cmocka_unit_test(test_stop_from_another_thread),
+      cmocka_unit_test(test_stop_during_request_flood),
       cmocka_unit_test(test_run_errors),
       cmocka_unit_test(test_client_mode_and_adopt),
   };
