@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the project and runs every test: unit, integration, the QEMU guest
 # end to end, the installed-library checks (SONAME, exported symbols,
-# pkg-config consumer, the installed vhu-rng under QEMU), formatting, and
-# the whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# pkg-config and CMake consumers, the installed vhu-rng under QEMU),
+# formatting, the whole suite again under AddressSanitizer +
+# UndefinedBehaviorSanitizer, and a bounded libFuzzer run per target.
 #
 # usage: tests/run-all.sh            (from the top of the source tree)
 set -euo pipefail
@@ -63,9 +64,13 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
   ctest --test-dir build-asan --output-on-failure -j 1
 record "sanitizer suite: passed"
 
+step "fuzzing (libFuzzer + ASan/UBSan, ${VHU_FUZZ_SECONDS:-45} s per target, from the seeds)"
+tests/fuzz/run.sh "${VHU_FUZZ_SECONDS:-45}"
+record "fuzzing: no findings in ${VHU_FUZZ_SECONDS:-45} s per target"
+
 step "summary"
 printf '%s\n' "${results[@]}"
 # ctest ran the suite twice (plain and sanitized); the other checks are the
-# installed-library, installed-QEMU and formatting steps above.
+# installed-library, installed-QEMU, formatting and fuzzing steps above.
 n=$(ctest --test-dir build-ci -N | sed -n 's/^Total Tests: //p')
-echo "all: $((2 * n + 3)) passed, 0 failed"
+echo "all: $((2 * n + 4)) passed, 0 failed"

@@ -43,6 +43,16 @@ class Input {
   size_t n_;
 };
 
+// VHU_FUZZ_TRACE=1 in the environment makes a target narrate what an input
+// does (for reading reproducers; far too slow for fuzzing).
+inline bool tracing() {
+  static const bool on = [] {
+    const char* v = std::getenv("VHU_FUZZ_TRACE");
+    return v && *v && *v != '0';
+  }();
+  return on;
+}
+
 // A broken invariant: report it in a way libFuzzer records as a crash.
 [[noreturn]] inline void invariant_failed(const char* file, int line, const char* what) {
   std::fprintf(stderr, "%s:%d: invariant violated: %s\n", file, line, what);
@@ -52,7 +62,12 @@ class Input {
 
 }  // namespace vhu_fuzz
 
-#define FUZZ_CHECK(cond)                                                 \
-  do {                                                                   \
+#define FUZZ_TRACE(...)                                           \
+  do {                                                            \
+    if (::vhu_fuzz::tracing()) std::fprintf(stderr, __VA_ARGS__); \
+  } while (0)
+
+#define FUZZ_CHECK(cond)                                                  \
+  do {                                                                    \
     if (!(cond)) ::vhu_fuzz::invariant_failed(__FILE__, __LINE__, #cond); \
   } while (0)
