@@ -36,18 +36,7 @@ bool wait_for(P&& pred, int ms = 3000) {
   return true;
 }
 
-// Code of the vhu::Error thrown by `f`; 0 when none, 1 for other exceptions.
-template <typename F>
-int thrown_code(F&& f) {
-  try {
-    f();
-  } catch (const vhu::Error& e) {
-    return e.code();
-  } catch (...) {
-    return 1;
-  }
-  return 0;
-}
+using vhu_test::thrown_code;
 
 void run_sync_inline_without_thread(void**) {
   EventLoop loop;

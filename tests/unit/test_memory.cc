@@ -39,19 +39,7 @@ wire::MemRegion mr(uint64_t gpa, uint64_t size, uint64_t uva, uint64_t off) {
   return wire::MemRegion{gpa, size, uva, off};
 }
 
-// Returns the code of the vhu::Error `f` throws, 0 when it does not throw
-// and 1 for any other exception.
-template <typename F>
-int thrown_code(F&& f) {
-  try {
-    f();
-  } catch (const vhu::Error& e) {
-    return e.code();
-  } catch (...) {
-    return 1;
-  }
-  return 0;
-}
+using vhu_test::thrown_code;
 
 // A region over a fresh memfd of `file_size` bytes; the fd is owned by it.
 std::shared_ptr<Region> region_over(uint64_t file_size, const wire::MemRegion& d) {

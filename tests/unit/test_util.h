@@ -17,11 +17,27 @@
 #include <cstdint>
 #include <cstring>
 
+#include "common/error.h"
+
 extern "C" {
 #include <cmocka.h>
 }
 
 namespace vhu_test {
+
+// Returns the code of the vhu::Error `f` throws, 0 when it does not throw
+// and 1 for any other exception.
+template <typename F>
+int thrown_code(F&& f) {
+  try {
+    f();
+  } catch (const vhu::Error& e) {
+    return e.code();
+  } catch (...) {
+    return 1;
+  }
+  return 0;
+}
 
 // A memfd of `size` bytes (sparse); fails the current test on error.
 inline int make_memfd(uint64_t size, const char* name = "vhu-unit") {
