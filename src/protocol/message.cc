@@ -35,23 +35,10 @@ int send_message(int sock, const wire::Header& hdr, const void* payload, const i
     c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
     std::memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
   }
-  size_t total = iov[0].iov_len + iov[1].iov_len;
-  size_t sent = 0;
-  bool first = true;
-  while (sent < total) {
-    ssize_t n;
-    if (first) {
-      n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
-    } else {
-      // Finish a partial write without re-sending the fds.
-      std::vector<uint8_t> rest;
-      rest.reserve(total - sent);
-      const uint8_t* h = reinterpret_cast<const uint8_t*>(&hdr);
-      for (size_t i = sent; i < total; i++)
-        rest.push_back(i < sizeof hdr ? h[i]
-                                      : static_cast<const uint8_t*>(payload)[i - sizeof hdr]);
-      n = ::send(sock, rest.data(), rest.size(), MSG_NOSIGNAL);
-    }
+  // A stream socket may take part of the message; the rest follows without
+  // the fds, which travel with the first byte.
+  for (;;) {
+    ssize_t n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -61,8 +48,17 @@ int send_message(int sock, const wire::Header& hdr, const void* payload, const i
       }
       return -errno;
     }
-    first = false;
-    sent += static_cast<size_t>(n);
+    msg.msg_control = nullptr;
+    msg.msg_controllen = 0;
+    size_t done = static_cast<size_t>(n);
+    while (msg.msg_iovlen > 0 && done >= msg.msg_iov->iov_len) {
+      done -= msg.msg_iov->iov_len;
+      msg.msg_iov++;
+      msg.msg_iovlen--;
+    }
+    if (msg.msg_iovlen == 0) break;
+    msg.msg_iov->iov_base = static_cast<uint8_t*>(msg.msg_iov->iov_base) + done;
+    msg.msg_iov->iov_len -= done;
   }
   return 0;
 }
