@@ -162,9 +162,10 @@ typedef struct vhu_backend_ops {
    * thread, after every worker sees the new table. Default: nothing. */
   void (*memory_changed)(void* user_data);
 
-  /* The device was reset (RESET_DEVICE, SET_STATUS 0, RESET_OWNER) or the
-   * front-end went away: forget per-session device state. Control thread,
-   * after every queue stopped. Default: nothing. */
+  /* The device was reset (RESET_DEVICE, RESET_OWNER) or the front-end went
+   * away: forget per-session device state. Control thread, after every
+   * queue stopped. SET_STATUS 0 is not a reset here: QEMU sends it before
+   * GET_VRING_BASE when it merely stops the device. Default: nothing. */
   void (*device_reset)(void* user_data);
 } vhu_backend_ops;
 
