@@ -6,13 +6,30 @@
 # Builds the project (if needed), starts vhu-rng on a socket in a temp folder,
 # runs the vhu-check conformance checker against it, then boots a small Linux
 # guest (QEMU, TCG) with a vhost-user-rng-pci device and prints what the guest
-# reads from /dev/hwrng. Needs: cmake ninja-build g++ libevent-dev
-# qemu-system-x86 busybox-static cpio (see .ci/run). The first run fetches a
-# Debian kernel package into ~/.cache/vhostuser-e2e.
+# reads from /dev/hwrng. Installs what it needs from Debian's packages when
+# run as root (cmake, libevent-dev, qemu-system-x86, busybox-static, ...).
+# The first run fetches a Debian kernel package into ~/.cache/vhostuser-e2e.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${VHU_BUILD_DIR:-$top/build}
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+need=(build-essential cmake ninja-build pkg-config libevent-dev qemu-system-x86 busybox-static
+  cpio ca-certificates)
+missing=()
+for p in "${need[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing packages: ${missing[*]} (run as root, or apt-get install them)" >&2
+    exit 1
+  fi
+  say "Installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
 
 say "Building libvhostuser-cxx, vhu-rng and vhu-check in $build"
 cmake -S "$top" -B "$build" -G Ninja -DVHU_BUILD_TESTS=OFF >/dev/null
