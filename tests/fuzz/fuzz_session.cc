@@ -318,6 +318,22 @@ class Harness {
     return send_msg(request, &v, sizeof v, fd >= 0 ? &fd : nullptr, fd >= 0 ? 1 : 0);
   }
 
+  // One non-blocking read of reply bytes; closes any fds that came along.
+  ssize_t recv_some() {
+    uint8_t buf[4096];
+    alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 8)];
+    iovec iov{buf, sizeof buf};
+    msghdr m{};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = cbuf;
+    m.msg_controllen = sizeof cbuf;
+    ssize_t n = ::recvmsg(sock_, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n >= 0) close_received_fds(m);
+    if (n > 0) FUZZ_TRACE("  received %zd reply bytes\n", n);
+    return n;
+  }
+
   // Reads whatever replies have arrived, without waiting.
   void drain(int timeout_ms = 0) {
     if (sock_ < 0) return;
@@ -327,17 +343,7 @@ class Harness {
         if (::poll(&p, 1, timeout_ms) <= 0) return;
         timeout_ms = 0;
       }
-      uint8_t buf[4096];
-      alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 8)];
-      iovec iov{buf, sizeof buf};
-      msghdr m{};
-      m.msg_iov = &iov;
-      m.msg_iovlen = 1;
-      m.msg_control = cbuf;
-      m.msg_controllen = sizeof cbuf;
-      ssize_t n = ::recvmsg(sock_, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-      if (n >= 0) close_received_fds(m);
-      if (n > 0) FUZZ_TRACE("  received %zd reply bytes\n", n);
+      ssize_t n = recv_some();
       if (n <= 0) return;
       received_ += static_cast<size_t>(n);
     }
@@ -378,20 +384,8 @@ class Harness {
                      kFinishTimeoutMs);
         std::abort();
       }
-      uint8_t buf[4096];
-      alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 8)];
-      iovec iov{buf, sizeof buf};
-      msghdr m{};
-      m.msg_iov = &iov;
-      m.msg_iovlen = 1;
-      m.msg_control = cbuf;
-      m.msg_controllen = sizeof cbuf;
-      ssize_t n = ::recvmsg(sock_, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-      close_received_fds(m);
-      if (n > 0) {
-        FUZZ_TRACE("  received %zd reply bytes\n", n);
-        continue;
-      }
+      ssize_t n = recv_some();
+      if (n > 0) continue;
       if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
       break;  // end of stream, or the daemon reset the connection
     }
