@@ -199,6 +199,18 @@ VHU_EXPORT int vhu_daemon_set_workers(vhu_daemon* daemon, unsigned workers);
  * 0). Call before run/start. Errors: -EINVAL, -EBUSY. */
 VHU_EXPORT int vhu_daemon_assign_queue(vhu_daemon* daemon, uint16_t queue, unsigned worker);
 
+/* Busy-poll mode (default off). Each worker thread (the control thread
+ * with 0 workers) spins over its started queues and calls handle_queue as
+ * soon as the driver makes chains available, instead of sleeping until a
+ * kick; the driver is asked not to kick (set_kicks(0) at every start). It
+ * trades one busy CPU per worker, while any of its queues runs, for the
+ * lowest latency and the highest packet rate; a worker whose queues are all
+ * stopped sleeps as usual. A chain left available (not popped) by the
+ * handler makes it run again on the next pass. Call before run/start.
+ * Errors: -EINVAL, -EBUSY (the daemon has run). */
+#define VHU_HAVE_SET_POLL 1
+VHU_EXPORT int vhu_daemon_set_poll(vhu_daemon* daemon, int enable);
+
 /* Listens on a unix socket at `path` (a stale socket file there is
  * replaced). Errors: -EINVAL, -EBUSY (already has an endpoint), -errno. */
 VHU_EXPORT int vhu_daemon_listen(vhu_daemon* daemon, const char* path, vhu_error** err);
@@ -315,7 +327,10 @@ VHU_EXPORT int vhu_vring_pop(vhu_vring* vring, vhu_chain** out);
 VHU_EXPORT int vhu_vring_push(vhu_vring* vring, vhu_chain* chain, uint32_t written);
 
 /* Puts `chain` back so the next pop returns it again (nothing is written to
- * the used ring). Only for the most recently popped chain. */
+ * the used ring). Pops are undone newest first: a chain can be put back
+ * once every chain popped after it has been put back (a device that took
+ * several chains for one packet can return them all when the ring runs
+ * dry). Errors: -EINVAL (any other chain, or one already pushed). */
 VHU_EXPORT int vhu_vring_unpop(vhu_vring* vring, vhu_chain* chain);
 
 /* Signals the front-end's call fd if the driver wants an interrupt for what

@@ -191,6 +191,14 @@ int vhu_daemon_set_workers(vhu_daemon* d, unsigned workers) {
   });
 }
 
+int vhu_daemon_set_poll(vhu_daemon* d, int enable) {
+  if (!d) return -EINVAL;
+  return guarded(nullptr, [&] {
+    d->rep->set_poll(enable != 0);
+    return 0;
+  });
+}
+
 int vhu_daemon_assign_queue(vhu_daemon* d, uint16_t queue, unsigned worker) {
   if (!d) return -EINVAL;
   return guarded(nullptr, [&] {

@@ -83,6 +83,11 @@ void Daemon::set_workers(unsigned n) {
     if (w >= n) w = 0;
 }
 
+void Daemon::set_poll(bool on) {
+  if (loops_built_) throw Error(-EBUSY, "the polling mode is fixed once the daemon has run");
+  poll_ = on;
+}
+
 void Daemon::assign_queue(uint16_t queue, unsigned worker) {
   if (loops_built_) throw Error(-EBUSY, "queues are fixed once the daemon has run");
   if (queue >= ops_.num_queues) throw Error(-EINVAL, strfmt("queue %u out of range", queue));
@@ -98,6 +103,20 @@ void Daemon::build_loops() {
   loops_built_ = true;
   for (uint16_t q = 0; q < ops_.num_queues; q++)
     queues_.push_back(std::make_unique<vhu_vring>(*this, q, worker_loop(queue_worker_[q])));
+  if (!poll_) return;
+  // Each loop that serves queues spins over them; a loop with none of its
+  // queues started blocks on its events as usual.
+  for (unsigned w = 0; w < (workers_.empty() ? 1u : n_workers_); w++) {
+    std::vector<vhu_vring*> mine;
+    for (auto& q : queues_)
+      if (&q->loop() == &worker_loop(w)) mine.push_back(q.get());
+    if (mine.empty()) continue;
+    worker_loop(w).set_poll_hook([mine = std::move(mine)] {
+      bool any = false;
+      for (vhu_vring* q : mine) any |= q->poll();
+      return any;
+    });
+  }
 }
 
 EventLoop& Daemon::worker_loop(unsigned w) {

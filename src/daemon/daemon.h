@@ -37,6 +37,8 @@ class Daemon {
 
   void set_workers(unsigned n);
   void assign_queue(uint16_t queue, unsigned worker);
+  void set_poll(bool on);
+  bool polling() const { return poll_; }
 
   void listen(const std::string& path);
   void connect(const std::string& path);
@@ -87,6 +89,7 @@ class Daemon {
   unsigned n_workers_ = 1;
   std::vector<unsigned> queue_worker_;
   bool loops_built_ = false;
+  bool poll_ = false;
   std::unique_ptr<EventLoop> control_;
   std::vector<std::unique_ptr<EventLoop>> workers_;
   std::vector<std::unique_ptr<vhu_vring>> queues_;

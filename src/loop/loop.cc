@@ -88,7 +88,21 @@ void EventLoop::run() {
   // No drain here: a quit() run before event_base_loop() starts would be
   // forgotten by it. Queued tasks come with an eventfd write, so the
   // running loop picks them up.
-  event_base_loop(base_, EVLOOP_NO_EXIT_ON_EMPTY);
+  if (!poll_hook_) {
+    event_base_loop(base_, EVLOOP_NO_EXIT_ON_EMPTY);
+  } else {
+    // Events are looked at every kEventEvery polls: often enough for
+    // run_sync() callers and kicks, rarely enough to keep the syscall out
+    // of the per-packet cost.
+    constexpr unsigned kEventEvery = 16;
+    quit_ = false;
+    for (unsigned n = 0; !quit_; n++) {
+      if (!poll_hook_())
+        event_base_loop(base_, EVLOOP_ONCE);
+      else if (n % kEventEvery == 0)
+        event_base_loop(base_, EVLOOP_NONBLOCK);
+    }
+  }
   // Run whatever was queued before we stopped, so no caller waits forever.
   drain_tasks();
   tl_current_loop = outer;
@@ -103,7 +117,10 @@ void EventLoop::run() {
   cv_.notify_all();
 }
 
-void EventLoop::quit() { event_base_loopbreak(base_); }
+void EventLoop::quit() {
+  quit_ = true;
+  event_base_loopbreak(base_);
+}
 
 void EventLoop::start_thread() {
   if (thread_.joinable()) return;

@@ -57,6 +57,12 @@ class EventLoop {
   // Ends run() after the current callback (loop thread only).
   void quit();
 
+  // Busy-poll mode: run() calls `hook` over and over, looking at the loop's
+  // events (without blocking) every few calls. The hook returns false when
+  // it has nothing to poll; the loop then blocks until an event arrives.
+  // Set before run().
+  void set_poll_hook(std::function<bool()> hook) { poll_hook_ = std::move(hook); }
+
   // Runs the loop in a new thread.
   void start_thread();
   // Asks the loop thread to end and joins it. Pending tasks still run.
@@ -79,6 +85,8 @@ class EventLoop {
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Task>> tasks_;
   bool running_ = false;  // a thread is inside run()
+  std::function<bool()> poll_hook_;
+  bool quit_ = false;  // loop thread only
   std::thread thread_;
   std::mutex exec_mu_;  // serialises inline execution when nobody runs the loop
 };

@@ -62,6 +62,8 @@ void vhu_vring::set_kick_and_start(vhu::UniqueFd fd, bool nofd, vhu::MemoryTable
   }
   broken_ = false;
   started_ = true;
+  // A polled queue needs no kicks: ask the driver not to send them.
+  if (daemon_.polling()) sq_.set_kicks(false);
   daemon_.log().log(VHU_LOG_DEBUG, "queue %u started (size %u, base %u)", index_, num_, base_);
   const auto& ops = daemon_.ops();
   if (ops.queue_started) ops.queue_started(this, daemon_.user_data());
@@ -231,6 +233,14 @@ int vhu_vring::notify() {
   if (n < 0 && errno != EAGAIN) return -errno;
   bump(stats_.notifications);
   return 1;
+}
+
+bool vhu_vring::poll() {
+  if (!started_.load(std::memory_order_relaxed)) return false;
+  if (enabled_.load(std::memory_order_relaxed) && !broken_.load(std::memory_order_relaxed) &&
+      sq_.pending())
+    daemon_.ops().handle_queue(this, daemon_.user_data());
+  return true;
 }
 
 int vhu_vring::set_kicks(bool enable) {

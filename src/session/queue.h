@@ -66,6 +66,9 @@ struct vhu_vring {
   int unpop(vhu_chain* chain);
   int notify();
   int set_kicks(bool enable);
+  // Busy-poll step: calls the handler when chains are pending. Returns
+  // whether the queue is started (worth polling).
+  bool poll();
   bool pending() const { return started_ && !broken_ && sq_.pending(); }
   const vhu::MemoryTable* memory() const { return mem_.get(); }
 

@@ -136,7 +136,6 @@ void SplitQueue::detach() {
   }
   outstanding_ = 0;
   retired_.clear();
-  last_popped_ = nullptr;
 }
 
 uint16_t SplitQueue::load_avail_idx() const { return load16(avail_ + 2, __ATOMIC_ACQUIRE); }
@@ -259,20 +258,20 @@ SplitQueue::Pop SplitQueue::pop(Chain*& out, std::string& err) {
       return broken(err, strfmt("next index %u out of range (%u)", d.next, table_size), c);
     idx = d.next;
   }
-  last_avail_++;
-  last_popped_ = c;
+  c->avail_pos = last_avail_++;
   out = c;
   return Pop::kChain;
 }
 
 bool SplitQueue::unpop(Chain* c) {
-  if (!c || c != last_popped_ || !c->in_use) return false;
+  // Only the pop at the very end of what was taken can be reversed: every
+  // later pop must have been reversed first.
+  if (!owns(c) || c->avail_pos != static_cast<uint16_t>(last_avail_ - 1)) return false;
   last_avail_--;
   c->in_use = false;
   free_.push_back(c);
   outstanding_--;
   if (outstanding_ == 0 && !retired_.empty()) retired_.clear();
-  last_popped_ = nullptr;
   return true;
 }
 
@@ -289,7 +288,6 @@ bool SplitQueue::push(Chain* c, uint32_t written) {
   free_.push_back(c);
   outstanding_--;
   if (outstanding_ == 0 && !retired_.empty()) retired_.clear();
-  if (last_popped_ == c) last_popped_ = nullptr;
   return ok;
 }
 

@@ -21,6 +21,7 @@
 struct vhu_chain {
   const void* owner = nullptr;  // the SplitQueue whose pool holds it
   uint16_t head = 0;
+  uint16_t avail_pos = 0;  // the avail-ring position it was popped from
   bool in_use = false;
   unsigned nreadable = 0;  // iov[0..nreadable) readable, the rest writable
   size_t readable_len = 0;
@@ -73,7 +74,8 @@ class SplitQueue {
   // Returns false when `written` exceeded the chain's writable length (it is
   // clamped).
   bool push(Chain* chain, uint32_t written);
-  // Reverses the most recent pop.
+  // Reverses the most recent pop that is still outstanding; repeated calls
+  // undo several pops in reverse order (false for any other chain).
   bool unpop(Chain* chain);
   // True when the driver wants a notification for what was pushed.
   // `pushed` tells whether anything was pushed since the last signal.
@@ -110,7 +112,6 @@ class SplitQueue {
   std::vector<std::unique_ptr<Chain>> pool_;
   std::vector<Chain*> free_;
   size_t outstanding_ = 0;
-  Chain* last_popped_ = nullptr;
   std::vector<uint8_t> indirect_buf_;
   // Tables replaced while chains were outstanding (their buffers stay
   // mapped until the last of those chains is pushed).

@@ -110,6 +110,7 @@ TestDevice::TestDevice(Options o) : opts(o) {
   for (size_t q = 0; q < opts.assignment.size(); q++)
     if (vhu_daemon_assign_queue(d_, static_cast<uint16_t>(q), opts.assignment[q]) != 0)
       throw Error(-EINVAL, "assign_queue");
+  if (opts.poll && vhu_daemon_set_poll(d_, 1) != 0) throw Error(-EINVAL, "set_poll");
   if (vhu_daemon_listen(d_, path_.c_str(), &err) != 0 || vhu_daemon_start(d_, &err) != 0) {
     std::string m = vhu_error_message(err);
     vhu_error_free(err);

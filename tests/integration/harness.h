@@ -31,6 +31,8 @@ struct TestDevice {
     bool hold = false;
     // Queue -> worker; empty means every queue on worker 0.
     std::vector<unsigned> assignment;
+    // Busy-poll mode (vhu_daemon_set_poll).
+    bool poll = false;
   };
 
   explicit TestDevice(Options opts);

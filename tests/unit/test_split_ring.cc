@@ -645,10 +645,18 @@ void unpop_returns_the_same_chain(void** state) {
     assert_ptr_equal(again->iov[i].iov_base, first[i].iov_base);
     assert_int_equal(again->iov[i].iov_len, first[i].iov_len);
   }
-  // Only the most recent pop can be reversed.
+  // Pops are reversed last-first: the older chain only after the newer.
   Chain* second = g.pop_chain();
   assert_int_equal(second->head, 5);
   assert_false(g.q.unpop(again));
+  assert_true(g.q.unpop(second));
+  assert_true(g.q.unpop(again));
+  assert_int_equal(g.q.next_avail(), 0);
+  assert_int_equal(g.q.outstanding(), 0);
+  again = g.pop_chain();
+  second = g.pop_chain();
+  assert_int_equal(again->head, 2);
+  assert_int_equal(second->head, 5);
   assert_true(g.q.unpop(second));
   // A pushed chain cannot be reversed; nor can nothing.
   assert_true(g.q.push(again, 0));
