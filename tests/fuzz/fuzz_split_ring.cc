@@ -207,6 +207,7 @@ uint16_t head_sel(uint8_t b, uint16_t num) {
 struct Outstanding {
   Chain* chain;
   std::weak_ptr<const MemoryTable> table;  // the table current when popped
+  uint16_t avail_pos;                      // the device's avail index it was popped at
 };
 
 struct Fuzz {
@@ -219,7 +220,6 @@ struct Fuzz {
   uint16_t driver_avail = 0;     // the driver's avail idx
   MemoryTablePtr current;        // the table the queue uses (our reference)
   std::vector<Outstanding> out;  // chains the device holds
-  Chain* last_popped = nullptr;
   size_t touched = 0;
   std::vector<uint8_t> scratch;
 
@@ -270,10 +270,7 @@ struct Fuzz {
     }
   }
 
-  void drop(size_t i) {
-    if (out[i].chain == last_popped) last_popped = nullptr;
-    out.erase(out.begin() + static_cast<ptrdiff_t>(i));
-  }
+  void drop(size_t i) { out.erase(out.begin() + static_cast<ptrdiff_t>(i)); }
 
   // Returns false when the ring broke (it is not touched again).
   bool do_pop() {
@@ -288,8 +285,7 @@ struct Fuzz {
         check_chain(c);
         FUZZ_CHECK(q.next_avail() == static_cast<uint16_t>(before + 1));
         for (const auto& o : out) FUZZ_CHECK(o.chain != c);
-        out.push_back({c, current});
-        last_popped = c;
+        out.push_back({c, current, before});
         FUZZ_CHECK(q.outstanding() == out.size());
         touch(out.back());
         return true;
@@ -345,15 +341,16 @@ struct Fuzz {
 
   bool do_unpop(size_t i) {
     Chain* c = out[i].chain;
-    bool expect = c == last_popped;
+    // Pops are undone newest first: only the chain taken at the position
+    // just before the device's avail index can go back.
     uint16_t before = q.next_avail();
+    bool expect = out[i].avail_pos == static_cast<uint16_t>(before - 1);
     bool ok = q.unpop(c);
     FUZZ_TRACE("unpop head %u: %s\n", c->head, ok ? "ok" : "refused");
     FUZZ_CHECK(ok == expect);
     if (ok) {
       FUZZ_CHECK(q.next_avail() == static_cast<uint16_t>(before - 1));
       drop(i);
-      last_popped = nullptr;
     }
     FUZZ_CHECK(q.outstanding() == out.size());
     return ok;
