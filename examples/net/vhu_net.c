@@ -64,6 +64,7 @@ struct counter {
   _Atomic uint64_t packets;
   _Atomic uint64_t bytes;
   _Atomic uint64_t drops;
+  _Atomic uint64_t buffers; /* rx: receive buffers used (more than packets with MRG_RXBUF) */
 };
 
 /* A receive buffer popped from the ring and not yet filled. */
@@ -133,8 +134,10 @@ static void print_stats(struct net* n, const char* when) {
       uint64_t pk = get(&c[d]->packets), by = get(&c[d]->bytes), dr = get(&c[d]->drops);
       fprintf(stderr,
               "vhu-net: stats (%s): queue %u (%s of pair %u): packets=%" PRIu64 " bytes=%" PRIu64
-              " drops=%" PRIu64 "\n",
+              " drops=%" PRIu64,
               when, 2 * i + d, d ? "tx" : "rx", i, pk, by, dr);
+      if (d == 0) fprintf(stderr, " buffers=%" PRIu64, get(&c[d]->buffers));
+      fputc('\n', stderr);
       t[3 * d] += pk;
       t[3 * d + 1] += by;
       t[3 * d + 2] += dr;
@@ -280,6 +283,7 @@ static int deliver(struct pair* p, const struct iovec* src, unsigned nsrc, size_
   if (p->nstash) memmove(b, b + k, p->nstash * sizeof *b);
   bump(&p->rxc.packets, 1);
   bump(&p->rxc.bytes, len);
+  bump(&p->rxc.buffers, k);
   return 1;
 }
 
@@ -690,8 +694,9 @@ static void usage(FILE* f) {
           "  --mac=MAC           source address of generated frames (default\n"
           "                      02:00:00:00:00:01)\n"
           "\n"
-          "Per-queue packet, byte and drop counters (bytes exclude the virtio-net header)\n"
-          "are printed to stderr on SIGUSR1 and at exit, one line per queue and a line\n"
+          "Per-queue packet, byte and drop counters (bytes exclude the virtio-net header;\n"
+          "rx queues also count the receive buffers used) are printed to stderr on\n"
+          "SIGUSR1 and at exit, one line per queue and a line\n"
           "  vhu-net: stats (WHEN): total rx_packets=.. rx_bytes=.. rx_drops=.. tx_packets=..\n"
           "  tx_bytes=.. tx_drops=..\n"
           "where rx is device -> driver and tx is driver -> device; counters cover the\n"
@@ -702,6 +707,8 @@ static void usage(FILE* f) {
 /* ---- main: the daemon runs in the background; this thread takes signals. ---- */
 
 static _Atomic int g_ended;
+
+static void on_blocked_signal(int sig) { (void)sig; }
 static int g_run_rc;
 static char g_run_err[512];
 
@@ -924,6 +931,13 @@ int main(int argc, char** argv) {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGUSR1);
   sigaddset(&set, SIGUSR2);
+  /* A shell starts background jobs with SIGINT ignored, and an ignored
+   * signal is discarded even while blocked: give each a handler first (it
+   * never runs, the signals stay blocked). */
+  struct sigaction sa = {.sa_handler = on_blocked_signal};
+  sigemptyset(&sa.sa_mask);
+  for (int s = 1; s < NSIG; s++)
+    if (sigismember(&set, s) == 1) sigaction(s, &sa, NULL);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
 
