@@ -19,6 +19,10 @@
 #     KIT_INITRD      initramfs for kit_run_qemu (required there)
 #     KIT_APPEND      extra words for the kernel command line
 #     KIT_QEMU        QEMU binary (default qemu-system-x86_64)
+#     KIT_SMP         number of guest vCPUs (default 1)
+#     KIT_POLL_HOOK   name of a shell function kit_run_qemu calls with LOG
+#                     about every 0.2 s while QEMU runs (e.g. to act on a line
+#                     the guest printed); its status is ignored
 # Variables set by kit_run_qemu (in the calling shell):
 #     KIT_QEMU_PID    PID of the running QEMU (empty when none), for cleanup traps
 #     KIT_QEMU_TIMED_OUT  1 if the last run was killed for overrunning its timeout
@@ -252,7 +256,7 @@ kit_run_qemu() {
     KIT_QEMU_TIMED_OUT=0
     "$qemu" \
         -nodefaults -no-user-config \
-        -accel tcg -smp 1 -m 256 \
+        -accel tcg -smp "${KIT_SMP:-1}" -m 256 \
         -object memory-backend-memfd,id=mem,size=256M,share=on \
         -numa node,memdev=mem \
         -display none -monitor none \
@@ -276,6 +280,9 @@ kit_run_qemu() {
             done
             kill -KILL "$KIT_QEMU_PID" 2>/dev/null || true
             break
+        fi
+        if [[ -n "${KIT_POLL_HOOK:-}" ]]; then
+            "$KIT_POLL_HOOK" "$log" || true
         fi
         sleep 0.2
     done
