@@ -16,6 +16,8 @@
 
 #include "common/error.h"
 #include "frontend/frontend.h"
+#include "tools/check_context.h"
+#include "tools/device_checks.h"
 
 namespace vhu::check {
 namespace {
@@ -26,8 +28,6 @@ using fe::DriverRing;
 using fe::Frontend;
 using fe::GuestMemory;
 using wire::bit;
-using Clock = std::chrono::steady_clock;
-using Used = std::pair<uint32_t, uint32_t>;
 
 constexpr uint32_t kBufLen = 4096;
 constexpr int kShortWaitMs = 1000;  // for answers that may legitimately not come
@@ -44,6 +44,8 @@ const char* const kProtocolFeatureNames[] = {
     "GET_VRING_BASE_SKIP_DRAIN",
 };
 // clang-format on
+
+}  // namespace
 
 std::string hex(uint64_t v) { return strfmt("0x%llx", static_cast<unsigned long long>(v)); }
 
@@ -79,101 +81,6 @@ int ms_since(Clock::time_point t0) {
       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count());
 }
 
-enum class Outcome { kPass, kFail, kSkip };
-enum class Io { kUnknown, kCompletes, kDoesNotComplete };
-
-struct Probe {
-  uint64_t features = 0;
-  uint64_t protocol = 0;  // 0 when PROTOCOL_FEATURES is not offered
-};
-
-class Ctx {
- public:
-  Ctx(const CheckOptions& opts, std::ostream& out) : opts_(opts), out_(out) {}
-
-  const CheckOptions& opts() const { return opts_; }
-  int passed() const { return passed_; }
-  int failed() const { return failed_; }
-
-  void result(const std::string& name, Outcome o, const std::string& detail) {
-    static const char* const kWords[] = {"PASS", "FAIL", "SKIP"};
-    out_ << kWords[static_cast<int>(o)] << ' ' << name;
-    if (!detail.empty()) out_ << " \u2014 " << detail;
-    out_ << '\n';
-    out_.flush();
-    reported_.insert(name);
-    if (o == Outcome::kPass) passed_++;
-    if (o == Outcome::kFail) failed_++;
-  }
-  void pass(const std::string& n, const std::string& d) { result(n, Outcome::kPass, d); }
-  void fail(const std::string& n, const std::string& d) { result(n, Outcome::kFail, d); }
-  void skip(const std::string& n, const std::string& d) { result(n, Outcome::kSkip, d); }
-  bool reported(const std::string& name) const { return reported_.count(name) != 0; }
-
-  void note(const std::string& text) {
-    if (opts_.verbose) out_ << "    " << text << '\n';
-  }
-
-  Frontend connect() {
-    try {
-      Frontend f = Frontend::connect(opts_.socket_path, opts_.timeout_ms);
-      f.set_timeout(opts_.timeout_ms);
-      return f;
-    } catch (const Error& e) {
-      unreachable_ = e.what();
-      throw;
-    }
-  }
-  // Set when a connection attempt failed: the back-end is gone (or never
-  // listened), and the remaining checks are not worth a timeout each.
-  const std::string& unreachable() const { return unreachable_; }
-
-  DeviceOptions device_options() const {
-    DeviceOptions o;
-    o.num_queues = opts_.queues;
-    o.queue_size = opts_.queue_size;
-    // Two regions, like a VMM's RAM below and above 4 GiB: the first holds
-    // the rings, the second is there to exercise multi-region tables.
-    size_t ring = (fe::RingLayout::compute(opts_.queue_size).total + 4095) & ~size_t{4095};
-    uint64_t low =
-        ((uint64_t{ring} * opts_.queues + (1u << 20) - 1) & ~uint64_t{(1u << 20) - 1}) + (4u << 20);
-    o.memory = {{0, low}, {uint64_t{1} << 32, 4u << 20}};
-    return o;
-  }
-
-  Device device() { return Device(connect(), device_options()); }
-
-  // Offered features, read once over a fresh connection.
-  const Probe& probe() {
-    if (!probe_) {
-      Frontend f = connect();
-      Probe p;
-      p.features = f.get_features();
-      if (p.features & bit(wire::kFeatProtocolFeatures)) p.protocol = f.get_protocol_features();
-      probe_ = p;
-      note("offered features " + hex(p.features) + ", protocol features " + hex(p.protocol) + " (" +
-           protocol_names(p.protocol) + ")");
-    }
-    return *probe_;
-  }
-  bool offers_protocol(unsigned pf) { return (probe().protocol & bit(pf)) != 0; }
-
-  // Whether queue 0 completed a device-writable buffer in io-round-trip.
-  Io io = Io::kUnknown;
-
- private:
-  const CheckOptions& opts_;
-  std::ostream& out_;
-  std::set<std::string> reported_;
-  std::optional<Probe> probe_;
-  std::string unreachable_;
-  int passed_ = 0;
-  int failed_ = 0;
-};
-
-// ---- Helpers ----
-
-// Collects used elements until `n` were seen or `timeout_ms` passed.
 std::vector<Used> collect_used(DriverRing& r, size_t n, int timeout_ms) {
   std::vector<Used> out;
   auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
@@ -191,6 +98,64 @@ std::vector<Used> collect_used(DriverRing& r, size_t n, int timeout_ms) {
   }
   return out;
 }
+
+// ---- Ctx ----
+
+void Ctx::result(const std::string& name, Outcome o, const std::string& detail) {
+  static const char* const kWords[] = {"PASS", "FAIL", "SKIP"};
+  out_ << kWords[static_cast<int>(o)] << ' ' << name;
+  if (!detail.empty()) out_ << " \u2014 " << detail;
+  out_ << '\n';
+  out_.flush();
+  reported_.insert(name);
+  if (o == Outcome::kPass) passed_++;
+  if (o == Outcome::kFail) failed_++;
+}
+
+void Ctx::note(const std::string& text) {
+  if (opts_.verbose) out_ << "    " << text << '\n';
+}
+
+Frontend Ctx::connect() {
+  try {
+    Frontend f = Frontend::connect(opts_.socket_path, opts_.timeout_ms);
+    f.set_timeout(opts_.timeout_ms);
+    return f;
+  } catch (const Error& e) {
+    unreachable_ = e.what();
+    throw;
+  }
+}
+
+DeviceOptions Ctx::device_options(uint64_t extra) const {
+  DeviceOptions o;
+  o.num_queues = rings();
+  o.queue_size = opts_.queue_size;
+  // Two regions, like a VMM's RAM below and above 4 GiB: the first holds
+  // the rings, the second is there to exercise multi-region tables.
+  size_t ring = (fe::RingLayout::compute(opts_.queue_size).total + 4095) & ~size_t{4095};
+  uint64_t low =
+      ((uint64_t{ring} * o.num_queues + (1u << 20) - 1) & ~uint64_t{(1u << 20) - 1}) + extra;
+  o.memory = {{0, low}, {uint64_t{1} << 32, 4u << 20}};
+  return o;
+}
+
+const Probe& Ctx::probe() {
+  if (!probe_) {
+    Frontend f = connect();
+    Probe p;
+    p.features = f.get_features();
+    if (p.features & bit(wire::kFeatProtocolFeatures)) p.protocol = f.get_protocol_features();
+    probe_ = p;
+    note("offered features " + hex(p.features) + ", protocol features " + hex(p.protocol) + " (" +
+         protocol_names(p.protocol) + ")");
+  }
+  return *probe_;
+}
+
+namespace {
+
+// ---- Helpers ----
 
 // Makes one device-writable buffer available on `r`.
 int post_writable(Device& d, DriverRing& r, uint32_t len = kBufLen) {
@@ -303,9 +268,9 @@ void check_queue_num(Ctx& c) {
   handshake(f, bit(wire::PF_MQ) | bit(wire::PF_REPLY_ACK));
   uint64_t n = f.get_queue_num();
   if (n == 0) return c.fail(name, "GET_QUEUE_NUM returned 0");
-  if (n < c.opts().queues)
-    return c.fail(name, strfmt("%llu queues, fewer than the %u requested with --queues",
-                               static_cast<unsigned long long>(n), c.opts().queues));
+  if (n < c.rings())
+    return c.fail(name, strfmt("%llu queues, fewer than the %u needed for --queues=%u",
+                               static_cast<unsigned long long>(n), c.rings(), c.opts().queues));
   c.pass(name, strfmt("%llu queue(s)", static_cast<unsigned long long>(n)));
 }
 
@@ -327,8 +292,8 @@ void check_setup(Ctx& c) {
   d.fe().sync();
   c.note("acked features " + hex(d.features()) + ", protocol features " +
          hex(d.protocol_features()) + " (" + protocol_names(d.protocol_features()) + ")");
-  c.pass(name, strfmt("%zu memory regions, %u queue(s) of %u%s", d.mem().num_regions(),
-                      c.opts().queues, c.opts().queue_size,
+  c.pass(name, strfmt("%zu memory regions, %u queue(s) of %u%s", d.mem().num_regions(), c.rings(),
+                      c.opts().queue_size,
                       d.fe().reply_ack() ? ", every request acked 0"
                                          : " (no REPLY_ACK: requests were not acknowledged)"));
 }
@@ -679,11 +644,6 @@ void check_reconnect(Ctx& c) {
          strfmt("%d connect/handshake/disconnect cycles in %d ms", kReconnectCycles, ms_since(t0)));
 }
 
-struct Check {
-  std::vector<const char*> names;
-  void (*run)(Ctx&);
-};
-
 const std::vector<Check>& all_checks() {
   static const std::vector<Check> kChecks = {
       {{"get-features-framing"}, check_get_features_framing},
@@ -715,15 +675,29 @@ bool selected(const CheckOptions& opts, const Check& chk) {
   return false;
 }
 
+// The generic checks, then the probes for opts.device.
+std::vector<Check> checks_for(const std::string& device) {
+  std::vector<Check> out = all_checks();
+  for (const Check& chk : device_checks(device)) out.push_back(chk);
+  return out;
+}
+
 std::string validate(const CheckOptions& opts) {
   if (opts.socket_path.empty()) return "no socket path given";
-  if (opts.queues < 1 || opts.queues > 256)
-    return strfmt("--queues=%u is outside 1..256", opts.queues);
+  if (!known_device(opts.device))
+    return "unknown device '" + opts.device + "' (expected blk or net)";
+  uint32_t max_queues = opts.device == "net" ? 128 : 256;
+  if (opts.queues < 1 || opts.queues > max_queues)
+    return strfmt("--queues=%u is outside 1..%u", opts.queues, max_queues);
   uint32_t qs = opts.queue_size;
   if (qs < 1 || qs > fe::kMaxRingSize || (qs & (qs - 1)) != 0)
     return strfmt("--queue-size=%u is not a power of two in 1..%u", qs, fe::kMaxRingSize);
+  if (!opts.device.empty() && qs < kMinDeviceQueueSize)
+    return strfmt("--device=%s needs --queue-size of at least %u", opts.device.c_str(),
+                  kMinDeviceQueueSize);
+  if (!opts.image.empty() && opts.device != "blk") return "--image needs --device=blk";
   for (const auto& n : opts.only) {
-    auto names = check_names();
+    auto names = check_names(opts.device);
     if (std::find(names.begin(), names.end(), n) == names.end()) return "unknown check '" + n + "'";
   }
   return {};
@@ -731,9 +705,9 @@ std::string validate(const CheckOptions& opts) {
 
 }  // namespace
 
-std::vector<std::string> check_names() {
+std::vector<std::string> check_names(const std::string& device) {
   std::vector<std::string> out;
-  for (const Check& chk : all_checks())
+  for (const Check& chk : checks_for(device))
     for (const char* n : chk.names) out.emplace_back(n);
   return out;
 }
@@ -751,7 +725,7 @@ int run_checks(const CheckOptions& opts, std::ostream& report) {
       c.fail("connect", e.what());
       reachable = false;
     }
-    for (const Check& chk : all_checks()) {
+    for (const Check& chk : checks_for(opts.device)) {
       if (!reachable) break;
       if (!selected(opts, chk)) continue;
       if (!c.unreachable().empty()) {

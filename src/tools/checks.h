@@ -19,7 +19,13 @@ namespace vhu::check {
 
 struct CheckOptions {
   std::string socket_path;
-  uint32_t queues = 1;        // queues to set up (1..256)
+  // "" (generic checks only), "blk" or "net": the device probes to run after
+  // the generic checks (device_checks.h).
+  std::string device;
+  // blk: the image file the back-end serves, to verify writes on the host
+  // side (optional).
+  std::string image;
+  uint32_t queues = 1;        // queues to set up (1..256); queue pairs for net (1..128)
   uint32_t queue_size = 256;  // power of two, 1..32768
   bool verbose = false;       // print the steps of every check
   int timeout_ms = 5000;      // connect and reply timeout
@@ -28,8 +34,9 @@ struct CheckOptions {
   std::vector<std::string> only;
 };
 
-// Names of every check, in the order they run.
-std::vector<std::string> check_names();
+// Names of every check that runs for `device` ("", "blk" or "net"), in
+// order: the generic checks, then the device probes.
+std::vector<std::string> check_names(const std::string& device = "");
 
 // Runs the checks against opts.socket_path and writes the report to
 // `report`. Returns the number of failed checks (an unreachable back-end
