@@ -139,6 +139,7 @@ struct blk_dev {
   int log_level;
   /* Control-thread state for the session log lines. */
   bool in_session;
+  uint64_t session_features; /* the last features the front-end acked */
   uint64_t session_requests, session_errors;
 };
 
@@ -676,14 +677,18 @@ static uint64_t session_total(const struct blk_dev* dev, bool errors) {
   return sum;
 }
 
+/* A front-end may acknowledge features more than once per session (QEMU
+ * does at start-up and again when the driver starts the device): the
+ * session line at the end names the last set. */
 static int features_acked(uint64_t features, void* ud) {
   struct blk_dev* dev = ud;
+  dev->session_features = features;
+  blk_log(dev, VHU_LOG_DEBUG, "features acked: 0x%" PRIx64, features);
   if (!dev->in_session) {
     dev->in_session = true;
     dev->session_requests = session_total(dev, false);
     dev->session_errors = session_total(dev, true);
-    blk_log(dev, VHU_LOG_INFO,
-            "session started: features 0x%" PRIx64 ", %" PRIu64 " sectors, %u queue(s)%s", features,
+    blk_log(dev, VHU_LOG_INFO, "session started: %" PRIu64 " sectors, %u queue(s)%s",
             atomic_load(&dev->capacity), dev->num_queues, dev->read_only ? ", read-only" : "");
   }
   return 0;
@@ -693,8 +698,9 @@ static void device_reset(void* ud) {
   struct blk_dev* dev = ud;
   if (!dev->in_session) return;
   dev->in_session = false;
-  blk_log(dev, VHU_LOG_INFO, "session ended: %" PRIu64 " requests, %" PRIu64 " failed",
-          session_total(dev, false) - dev->session_requests,
+  blk_log(dev, VHU_LOG_INFO,
+          "session ended: features 0x%" PRIx64 ", %" PRIu64 " requests, %" PRIu64 " failed",
+          dev->session_features, session_total(dev, false) - dev->session_requests,
           session_total(dev, true) - dev->session_errors);
 }
 
