@@ -225,6 +225,23 @@ static void wput(struct wcur* w, const uint8_t* s, size_t n) {
   }
 }
 
+/* Returns the first k stashed buffers to the driver as one packet. The
+ * driver must see all of them at once: a driver that finds the header's
+ * num_buffers larger than what the used ring holds takes the packet as
+ * broken (Linux and DPDK both do), so with more than one buffer the used
+ * index must move once, after every element is written. */
+static void push_packet(struct pair* p, unsigned k, const uint32_t* written) {
+#ifdef VHU_HAVE_PUSH_MANY
+  vhu_chain* chains[RX_STASH];
+  for (unsigned i = 0; i < k; i++) chains[i] = p->stash[i].chain;
+  vhu_vring_push_many(p->rx, chains, written, k);
+#else
+  /* Without a batched push the used index moves per buffer, and a driver
+   * polling the ring at that instant sees a packet with buffers missing. */
+  for (unsigned i = 0; i < k; i++) vhu_vring_push(p->rx, p->stash[i].chain, written[i]);
+#endif
+}
+
 /* Copies a packet of `len` bytes, found in `src` after `skip` bytes, into
  * the receive queue behind a fresh virtio-net header. Returns 1 when it was
  * delivered (not yet notified), 0 when the receive queue has no room for it
@@ -276,7 +293,7 @@ static int deliver(struct pair* p, const struct iovec* src, unsigned nsrc, size_
       wput(&w, s, l);
       left -= l;
     }
-    for (unsigned i = 0; i < k; i++) vhu_vring_push(p->rx, b[i].chain, w.written[i]);
+    push_packet(p, k, w.written);
   }
   p->nstash -= k;
   p->stash_room -= room;
