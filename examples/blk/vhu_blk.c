@@ -421,7 +421,8 @@ static int discard_range(struct blk_dev* dev, uint64_t off, uint64_t len) {
   } else {
     r = fallocate(dev->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len);
   }
-  if (r == 0 || not_supported(errno)) return 0;
+  /* EINVAL: a range the device cannot discard (alignment) is left as is. */
+  if (r == 0 || not_supported(errno) || errno == EINVAL) return 0;
   return -errno;
 }
 
@@ -834,8 +835,9 @@ static void usage(FILE* f) {
           "  --serial=ID         device ID the guest reads (GET_ID; at most 20 bytes;\n"
           "                      default: the image's file name)\n"
           "  --block-size=N      logical block size told to the guest, a power of two\n"
-          "                      from 512 to 65536 (default 512, or the O_DIRECT\n"
-          "                      alignment with --direct)\n"
+          "                      from 512 to 65536 (default: 512 for files, the\n"
+          "                      logical block size of a block device, the O_DIRECT\n"
+          "                      alignment with --direct; at most 4096)\n"
           "  --direct            bypass the host page cache (O_DIRECT); requests\n"
           "                      whose buffers or range are not aligned go through\n"
           "                      an aligned bounce buffer\n"
@@ -867,14 +869,18 @@ static bool parse_uint(const char* s, unsigned long lo, unsigned long hi, unsign
 
 static bool is_pow2(unsigned long v) { return v && !(v & (v - 1)); }
 
+/* Logical block size of a block device (512 for files). */
+static uint32_t logical_block_size(const struct blk_dev* dev) {
+  int lbs;
+  if (dev->is_bdev && ioctl(dev->fd, BLKSSZGET, &lbs) == 0 && lbs >= (int)SECTOR_SIZE &&
+      is_pow2((unsigned long)lbs))
+    return (uint32_t)lbs;
+  return SECTOR_SIZE;
+}
+
 /* O_DIRECT offset alignment for the open image. */
 static uint32_t detect_dio_align(const struct blk_dev* dev) {
-  if (dev->is_bdev) {
-    int lbs;
-    if (ioctl(dev->fd, BLKSSZGET, &lbs) == 0 && lbs >= 512 && is_pow2((unsigned long)lbs))
-      return (uint32_t)lbs;
-    return BUF_ALIGN;
-  }
+  if (dev->is_bdev) return logical_block_size(dev);
 #ifdef STATX_DIOALIGN
   struct statx sx;
   if (statx(dev->fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 &&
@@ -1015,8 +1021,10 @@ int main(int argc, char** argv) {
   }
   dev.is_bdev = S_ISBLK(st.st_mode);
   if (lock && flock(dev.fd, (read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
-    fprintf(stderr, "vhu-blk: %s is in use by another process (%s; see --no-lock)\n", image,
-            strerror(errno));
+    if (errno == EWOULDBLOCK)
+      fprintf(stderr, "vhu-blk: %s is locked by another process (see --no-lock)\n", image);
+    else
+      fprintf(stderr, "vhu-blk: cannot lock %s: %s\n", image, strerror(errno));
     return 1;
   }
   if (direct) {
@@ -1031,9 +1039,10 @@ int main(int argc, char** argv) {
       dev.dio_align = (uint32_t)direct_align;
     }
   }
-  dev.blk_size = block_size ? (uint32_t)block_size
-                 : direct   ? (dev.dio_align > 4096 ? 4096 : dev.dio_align)
-                            : SECTOR_SIZE;
+  /* Default block size: what O_DIRECT or the block device needs, so that a
+   * Linux guest never sends partial blocks (at most 4096, the page size). */
+  uint32_t natural = direct ? dev.dio_align : logical_block_size(&dev);
+  dev.blk_size = block_size ? (uint32_t)block_size : natural > 4096 ? 4096 : natural;
   dev.seg_max =
       seg_max ? (uint32_t)seg_max : (uint32_t)(queue_size - 2 < 126 ? queue_size - 2 : 126);
   dev.size_max = DEFAULT_SIZE_MAX;
