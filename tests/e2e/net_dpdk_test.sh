@@ -7,7 +7,9 @@
 #      the packets vhu-net counted equal testpmd's TX-packets exactly. A
 #      second testpmd run (128-byte packets) against the same daemon too.
 #   2. --loopback: testpmd io forwarding after --tx-first: the first burst
-#      keeps coming back, RX-packets grows far beyond it and RX ~ TX.
+#      keeps coming back, RX-packets grows far beyond it and RX ~ TX. Then
+#      txonly, which never drains its receive ring: once it is full the
+#      packets wait on the transmit ring, none dropped, the daemon idle.
 #   3. same daemon, packets (1200 bytes) larger than one receive buffer
 #      (1024-byte mbufs, scatter on): every packet spans two receive
 #      buffers (MRG_RXBUF) and arrives whole.
@@ -176,9 +178,15 @@ field() {
     sed -n "s/.*[ (]$2=\([0-9]*\).*/\1/p" <<<"$1" | head -n 1
 }
 
+# cpu_ticks PID -> user + system clock ticks the process used so far
+cpu_ticks() {
+    sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+
 # run_testpmd QUEUES TESTPMD_ARGS... : runs testpmd against $sock for
 # RUN_SECONDS, stops it with SIGINT and sets TP_RX / TP_TX from its final
-# forward statistics (and TP_LOG).
+# forward statistics (and TP_LOG), and DAEMON_TICKS to the CPU time (clock
+# ticks) vhu-net used while testpmd forwarded.
 run_testpmd() {
     local queues=$1
     shift
@@ -204,7 +212,10 @@ run_testpmd() {
         ((SECONDS < deadline)) || fail "testpmd did not start forwarding within 60s"
         sleep 0.2
     done
+    local t0
+    t0=$(cpu_ticks "$daemon_pid")
     sleep "$RUN_SECONDS"
+    DAEMON_TICKS=$(($(cpu_ticks "$daemon_pid") - t0))
     alive "$testpmd_pid" || fail "testpmd exited while forwarding"
     kill -INT "$testpmd_pid"
     deadline=$((SECONDS + 30))
@@ -280,6 +291,29 @@ d_tx=$(field "$S_TOTAL" tx_packets)
     fail "loopback: vhu-net took $d_tx packets, testpmd sent $TP_TX"
 ((d_rx == d_tx)) || fail "loopback: vhu-net took $d_tx packets but delivered $d_rx"
 ok "loopback: testpmd RX $TP_RX / TX $TP_TX, vhu-net looped $d_rx"
+
+# ---- 2b. loopback into a receive queue nobody drains ----------------------------
+# txonly never takes what it receives: once the receive ring is full, the
+# transmitted packets must wait on the transmit ring (no drops) and the
+# daemon must sleep rather than spin.
+run_testpmd 1 --forward-mode=txonly --txpkts=64
+daemon_stats
+rx_now=$(field "$S_TOTAL" rx_packets)
+tx_now=$(field "$S_TOTAL" tx_packets)
+held_rx=$((rx_now - d_rx))
+held_tx=$((tx_now - d_tx))
+hz=$(getconf CLK_TCK)
+printf '       vhu-net delivered %d, took %d, dropped %d; %d ticks of CPU in %ss (%s Hz)\n' \
+    "$held_rx" "$held_tx" "$(field "$S_TOTAL" rx_drops)" "$DAEMON_TICKS" "$RUN_SECONDS" "$hz"
+((held_rx > 0 && held_rx <= 1024)) || fail "full receive ring: vhu-net delivered $held_rx packets"
+((held_tx == held_rx)) || fail "full receive ring: vhu-net took $held_tx packets but delivered $held_rx"
+(($(field "$S_TOTAL" rx_drops) == 0)) || fail "full receive ring: vhu-net dropped packets"
+((TP_TX > held_tx && TP_TX - held_tx <= 1024)) ||
+    fail "full receive ring: testpmd sent $TP_TX, more than the rings can hold beyond $held_tx"
+((DAEMON_TICKS * 10 <= RUN_SECONDS * hz)) ||
+    fail "full receive ring: vhu-net used $DAEMON_TICKS ticks in ${RUN_SECONDS}s (spinning?)"
+ok "full receive ring: $held_rx delivered, $((TP_TX - held_tx)) waiting on the transmit ring, none dropped, daemon idle"
+d_rx=$rx_now
 
 # ---- 3. loopback, packets spanning two receive buffers (MRG_RXBUF) ------------
 prev_rx=$d_rx
