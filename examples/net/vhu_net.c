@@ -231,15 +231,9 @@ static void wput(struct wcur* w, const uint8_t* s, size_t n) {
  * broken (Linux and DPDK both do), so with more than one buffer the used
  * index must move once, after every element is written. */
 static void push_packet(struct pair* p, unsigned k, const uint32_t* written) {
-#ifdef VHU_HAVE_PUSH_MANY
   vhu_chain* chains[RX_STASH];
   for (unsigned i = 0; i < k; i++) chains[i] = p->stash[i].chain;
   vhu_vring_push_many(p->rx, chains, written, k);
-#else
-  /* Without a batched push the used index moves per buffer, and a driver
-   * polling the ring at that instant sees a packet with buffers missing. */
-  for (unsigned i = 0; i < k; i++) vhu_vring_push(p->rx, p->stash[i].chain, written[i]);
-#endif
 }
 
 /* Copies a packet of `len` bytes, found in `src` after `skip` bytes, into
@@ -472,14 +466,11 @@ static uint64_t get_features(void* ud) {
 }
 
 static uint64_t get_protocol_features(void* ud) {
-  struct net* n = ud;
-  uint64_t f = VHU_PROTOCOL_F_REPLY_ACK | VHU_PROTOCOL_F_CONFIGURE_MEM_SLOTS |
-               VHU_PROTOCOL_F_STATUS | VHU_PROTOCOL_F_RESET_DEVICE;
-  /* GET_QUEUE_NUM is answered by the library with the number of virtqueues
-   * (2N), which front-ends read as queue pairs; with one pair, leaving MQ
-   * out makes a front-end that asks for more pairs fail cleanly at once. */
-  if (n->npairs > 1) f |= VHU_PROTOCOL_F_MQ;
-  return f;
+  (void)ud;
+  /* With MQ the front-end asks GET_QUEUE_NUM, answered with ops.queue_num:
+   * the number of queue pairs, as virtio-net front-ends count. */
+  return VHU_PROTOCOL_F_REPLY_ACK | VHU_PROTOCOL_F_CONFIGURE_MEM_SLOTS | VHU_PROTOCOL_F_STATUS |
+         VHU_PROTOCOL_F_RESET_DEVICE | VHU_PROTOCOL_F_MQ;
 }
 
 static size_t header_len(uint64_t features) {
@@ -900,6 +891,7 @@ int main(int argc, char** argv) {
       .handle_queue = handle_queue,
       .queue_started = queue_started,
       .queue_stopped = queue_stopped,
+      .queue_num = (uint16_t)n.npairs,
   };
   vhu_error* err = NULL;
   if (vhu_daemon_new(&ops, &n, NULL, &n.daemon, &err) != 0) {

@@ -167,6 +167,12 @@ typedef struct vhu_backend_ops {
    * queue stopped. SET_STATUS 0 is not a reset here: QEMU sends it before
    * GET_VRING_BASE when it merely stops the device. Default: nothing. */
   void (*device_reset)(void* user_data);
+
+  /* The answer to GET_QUEUE_NUM: how many queues the front-end may use, in
+   * the unit its device type counts them in. virtio-net front-ends (QEMU,
+   * DPDK) read it as queue pairs, so a net device with N pairs sets N here.
+   * 0 means num_queues. */
+  uint16_t queue_num;
 } vhu_backend_ops;
 
 /* ---- Daemon ----------------------------------------------------------- */
@@ -325,6 +331,18 @@ VHU_EXPORT int vhu_vring_pop(vhu_vring* vring, vhu_chain** out);
  * happens), -ENOTCONN (the queue was stopped since the pop: the chain was
  * reclaimed), -EIO (the queue is broken). */
 VHU_EXPORT int vhu_vring_push(vhu_vring* vring, vhu_chain* chain, uint32_t written);
+
+/* Pushes `n` chains (chains[i] with written[i] bytes) and then publishes
+ * them with one used-index update, so the driver sees all of them or none:
+ * needed when several chains carry one message (virtio-net mergeable
+ * receive buffers), and cheaper than n single pushes. All or nothing on
+ * -EINVAL for a chain that is not outstanding on this vring or appears
+ * twice (nothing is pushed); a `written` larger than its chain's writable
+ * length is clamped and reported as -EINVAL after everything was pushed.
+ * Other errors as vhu_vring_push(). */
+#define VHU_HAVE_PUSH_MANY 1
+VHU_EXPORT int vhu_vring_push_many(vhu_vring* vring, vhu_chain* const* chains,
+                                   const uint32_t* written, unsigned n);
 
 /* Puts `chain` back so the next pop returns it again (nothing is written to
  * the used ring). Pops are undone newest first: a chain can be put back

@@ -338,6 +338,12 @@ int vhu_vring_push(vhu_vring* v, vhu_chain* c, uint32_t written) {
   return v->push(c, written);
 }
 
+int vhu_vring_push_many(vhu_vring* v, vhu_chain* const* chains, const uint32_t* written,
+                        unsigned n) {
+  if (!v) return -EINVAL;
+  return v->push_many(chains, written, n);
+}
+
 int vhu_vring_unpop(vhu_vring* v, vhu_chain* c) {
   if (!v || !c) return -EINVAL;
   return v->unpop(c);

@@ -50,6 +50,9 @@ Daemon::Daemon(const vhu_backend_ops& ops, void* user_data, void (*user_data_fre
     throw Error(-EINVAL, "the callback table has no handle_queue");
   if (ops_.num_queues == 0 || ops_.num_queues > 256)
     throw Error(-EINVAL, strfmt("num_queues %u is not in 1..256", ops_.num_queues));
+  if (ops_.queue_num > ops_.num_queues)
+    throw Error(-EINVAL,
+                strfmt("queue_num %u exceeds num_queues %u", ops_.queue_num, ops_.num_queues));
   if (ops_.max_queue_size == 0) ops_.max_queue_size = kDefaultMaxQueueSize;
   if (ops_.max_queue_size > wire::kMaxQueueSize ||
       (ops_.max_queue_size & (ops_.max_queue_size - 1)))

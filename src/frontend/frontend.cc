@@ -406,9 +406,10 @@ void Device::negotiate() {
     fe_.set_protocol_features(offered_protocol_ & opts_.protocol_features);
     if (fe_.has_protocol_feature(wire::PF_MQ)) {
       queue_num_ = fe_.get_queue_num();
-      if (queue_num_ < opts_.num_queues)
-        throw Error(-EINVAL, strfmt("back-end has %llu queues, %u wanted",
-                                    static_cast<unsigned long long>(queue_num_), opts_.num_queues));
+      if (queue_num_ * opts_.queue_num_unit < opts_.num_queues)
+        throw Error(-EINVAL, strfmt("back-end has %llu queues (of %u virtqueues), %u wanted",
+                                    static_cast<unsigned long long>(queue_num_),
+                                    opts_.queue_num_unit, opts_.num_queues));
     }
     if (fe_.has_protocol_feature(wire::PF_BACKEND_REQ)) fe_.set_backend_req_fd();
   }

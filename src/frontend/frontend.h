@@ -154,6 +154,9 @@ struct DeviceOptions {
                                wire::bit(wire::PF_CONFIGURE_MEM_SLOTS) |
                                wire::bit(wire::PF_STATUS) | wire::bit(wire::PF_BACKEND_REQ);
   uint32_t num_queues = 1;
+  // GET_QUEUE_NUM counts queues in units of this many virtqueues: 2 for
+  // virtio-net, whose front-ends read the answer as queue pairs.
+  uint32_t queue_num_unit = 1;
   uint32_t queue_size = 256;
   std::vector<GuestMemory::Range> memory = {{0, 16u << 20}};
   // Send the memory with ADD_MEM_REG per region (when CONFIGURE_MEM_SLOTS

@@ -2,6 +2,7 @@
 #include "loop/loop.h"
 
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/error.h"
@@ -10,6 +11,12 @@ namespace vhu {
 namespace {
 // The loop whose run() the current thread is inside, if any.
 thread_local EventLoop* tl_current_loop = nullptr;
+
+int64_t now_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
 }  // namespace
 
 struct EventLoop::Task {
@@ -91,16 +98,25 @@ void EventLoop::run() {
   if (!poll_hook_) {
     event_base_loop(base_, EVLOOP_NO_EXIT_ON_EMPTY);
   } else {
-    // Events are looked at every kEventEvery polls: often enough for
-    // run_sync() callers and kicks, rarely enough to keep the syscall out
-    // of the per-packet cost.
-    constexpr unsigned kEventEvery = 16;
+    // Events are looked at every kEventPeriodNs while polling: often
+    // enough for run_sync() callers and host watches, rarely enough to keep
+    // the system call out of the per-packet cost. The clock is read every
+    // kClockEvery passes (a pass over idle queues is a few loads).
+    constexpr int64_t kEventPeriodNs = 50'000;
+    constexpr unsigned kClockEvery = 32;
     quit_ = false;
-    for (unsigned n = 0; !quit_; n++) {
-      if (!poll_hook_())
+    int64_t last = now_ns();
+    for (unsigned n = 1; !quit_; n++) {
+      if (!poll_hook_()) {
         event_base_loop(base_, EVLOOP_ONCE);
-      else if (n % kEventEvery == 0)
-        event_base_loop(base_, EVLOOP_NONBLOCK);
+        last = now_ns();
+      } else if (n % kClockEvery == 0) {
+        int64_t t = now_ns();
+        if (t - last >= kEventPeriodNs) {
+          event_base_loop(base_, EVLOOP_NONBLOCK);
+          last = t;
+        }
+      }
     }
   }
   // Run whatever was queued before we stopped, so no caller waits forever.

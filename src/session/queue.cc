@@ -206,6 +206,24 @@ int vhu_vring::push(vhu_chain* c, uint32_t written) {
   return ok ? 0 : -EINVAL;
 }
 
+int vhu_vring::push_many(vhu_chain* const* cs, const uint32_t* written, unsigned n) {
+  if ((n && (!cs || !written)) || n > num_) return -EINVAL;
+  if (!started_) return -ENOTCONN;
+  if (broken_) return -EIO;
+  uint64_t rd = 0, wr = 0;
+  for (unsigned i = 0; i < n; i++) {
+    if (!cs[i]) return -EINVAL;
+    rd += cs[i]->readable_len;
+    wr += written[i] < cs[i]->writable_len ? written[i] : cs[i]->writable_len;
+  }
+  int r = sq_.push_many(cs, written, n);
+  if (r < 0) return -EINVAL;
+  bump<uint64_t>(stats_.chains, n);
+  bump<uint64_t>(stats_.bytes_read, rd);
+  bump<uint64_t>(stats_.bytes_written, wr);
+  return r == 0 ? 0 : -EINVAL;
+}
+
 int vhu_vring::unpop(vhu_chain* c) {
   if (!started_ || broken_ || !sq_.owns(c)) return -EINVAL;
   return sq_.unpop(c) ? 0 : -EINVAL;

@@ -63,6 +63,7 @@ struct vhu_vring {
   // ---- data path (owner loop thread) ----
   int pop(vhu_chain** out);
   int push(vhu_chain* chain, uint32_t written);
+  int push_many(vhu_chain* const* chains, const uint32_t* written, unsigned n);
   int unpop(vhu_chain* chain);
   int notify();
   int set_kicks(bool enable);

@@ -361,7 +361,7 @@ int Session::handle(proto::Message& msg, proto::Message& reply) {
       return 0;
     }
     case GET_QUEUE_NUM:
-      reply.set<uint64_t>(d_.num_queues());
+      reply.set<uint64_t>(d_.ops().queue_num ? d_.ops().queue_num : d_.num_queues());
       return 0;
     case SET_VRING_ENABLE: {
       const auto s = payload_as<VringState>(msg);

@@ -275,7 +275,7 @@ bool SplitQueue::unpop(Chain* c) {
   return true;
 }
 
-bool SplitQueue::push(Chain* c, uint32_t written) {
+bool SplitQueue::put_used(Chain* c, uint32_t written) {
   bool ok = written <= c->writable_len;
   if (!ok) written = static_cast<uint32_t>(c->writable_len);
   uint8_t* elem = used_ + 4 + 8ull * (used_idx_ % num_);
@@ -283,12 +283,35 @@ bool SplitQueue::push(Chain* c, uint32_t written) {
   __atomic_store_n(reinterpret_cast<uint32_t*>(elem), id, __ATOMIC_RELAXED);
   __atomic_store_n(reinterpret_cast<uint32_t*>(elem + 4), written, __ATOMIC_RELAXED);
   used_idx_++;
-  store16(used_ + 2, used_idx_, __ATOMIC_RELEASE);
   c->in_use = false;
   free_.push_back(c);
   outstanding_--;
+  return ok;
+}
+
+bool SplitQueue::push(Chain* c, uint32_t written) {
+  bool ok = put_used(c, written);
+  store16(used_ + 2, used_idx_, __ATOMIC_RELEASE);
   if (outstanding_ == 0 && !retired_.empty()) retired_.clear();
   return ok;
+}
+
+int SplitQueue::push_many(Chain* const* cs, const uint32_t* written, size_t n) {
+  // All or nothing: every chain must be outstanding here, each once. A
+  // chain is marked (in_use cleared) as it is checked, so a repeat fails.
+  size_t checked = 0;
+  for (; checked < n; checked++) {
+    if (!owns(cs[checked])) break;
+    cs[checked]->in_use = false;
+  }
+  for (size_t i = 0; i < checked; i++) cs[i]->in_use = true;
+  if (checked < n) return -1;
+  bool ok = true;
+  for (size_t i = 0; i < n; i++) ok &= put_used(cs[i], written[i]);
+  // One index update: the driver sees all n entries or none of them.
+  store16(used_ + 2, used_idx_, __ATOMIC_RELEASE);
+  if (outstanding_ == 0 && !retired_.empty()) retired_.clear();
+  return ok ? 0 : 1;
 }
 
 bool SplitQueue::need_notify(bool* pushed) {

@@ -74,6 +74,10 @@ class SplitQueue {
   // Returns false when `written` exceeded the chain's writable length (it is
   // clamped).
   bool push(Chain* chain, uint32_t written);
+  // Pushes n chains and then moves the used index once. Returns -1 (and
+  // pushes nothing) when a chain is not outstanding here or appears twice,
+  // 1 when some `written` was clamped, else 0.
+  int push_many(Chain* const* chains, const uint32_t* written, size_t n);
   // Reverses the most recent pop that is still outstanding; repeated calls
   // undo several pops in reverse order (false for any other chain).
   bool unpop(Chain* chain);
@@ -93,6 +97,7 @@ class SplitQueue {
  private:
   bool translate(std::string& err);
   Pop broken(std::string& err, std::string what, Chain* c);
+  bool put_used(Chain* c, uint32_t written);
   bool add_buffer(Chain* c, uint64_t addr, uint32_t len, bool writable);
   uint16_t load_avail_idx() const;
 

@@ -20,7 +20,7 @@ void handle(vhu_vring* vr, void* ud) {
     std::lock_guard lk(t->mu);
     t->handler_threads[vhu_vring_index(vr)] = std::this_thread::get_id();
   }
-  auto complete = [t](vhu_vring* vr, vhu_chain* c) {
+  auto complete = [t](vhu_chain* c) {
     size_t written = 0;
     if (t->opts.echo) {
       std::vector<uint8_t> buf(vhu_chain_readable_len(c));
@@ -34,10 +34,21 @@ void handle(vhu_vring* vr, void* ud) {
         written += iov[i].iov_len;
       }
     }
-    vhu_vring_push(vr, c, static_cast<uint32_t>(written));
+    return static_cast<uint32_t>(written);
+  };
+  std::vector<vhu_chain*> batch;
+  std::vector<uint32_t> lens;
+  auto finish = [&](vhu_chain* c) {
+    uint32_t w = complete(c);
+    if (!t->opts.batch) {
+      vhu_vring_push(vr, c, w);
+      return;
+    }
+    batch.push_back(c);
+    lens.push_back(w);
   };
   if (t->release_held) {
-    for (vhu_chain* c : t->held) complete(vr, c);
+    for (vhu_chain* c : t->held) finish(c);
     t->held.clear();
   }
   vhu_chain* c;
@@ -45,7 +56,12 @@ void handle(vhu_vring* vr, void* ud) {
     if (t->opts.hold && !t->release_held)
       t->held.push_back(c);
     else
-      complete(vr, c);
+      finish(c);
+  }
+  if (!batch.empty()) {
+    int r = vhu_vring_push_many(vr, batch.data(), lens.data(), static_cast<unsigned>(batch.size()));
+    if (r != 0) std::fprintf(stderr, "push_many: %s\n", vhu_strerror(r));
+    t->batches++;
   }
   vhu_vring_notify(vr);
 }
@@ -99,6 +115,7 @@ TestDevice::TestDevice(Options o) : opts(o) {
   ops.queue_started = on_started;
   ops.queue_stopped = on_stopped;
   ops.memory_changed = on_memory;
+  ops.queue_num = opts.queue_num;
   vhu_error* err = nullptr;
   if (vhu_daemon_new(&ops, this, nullptr, &d_, &err) != 0) {
     std::string m = vhu_error_message(err);

@@ -33,6 +33,11 @@ struct TestDevice {
     std::vector<unsigned> assignment;
     // Busy-poll mode (vhu_daemon_set_poll).
     bool poll = false;
+    // Complete all the chains of one handler call with one
+    // vhu_vring_push_many.
+    bool batch = false;
+    // vhu_backend_ops.queue_num (the GET_QUEUE_NUM answer).
+    uint16_t queue_num = 0;
   };
 
   explicit TestDevice(Options opts);
@@ -49,6 +54,7 @@ struct TestDevice {
   std::string dir_, path_;
   vhu_daemon* d_ = nullptr;
   std::atomic<int> handler_calls{0};
+  std::atomic<int> batches{0};
   std::atomic<int> resets{0};
   std::atomic<int> started{0}, stopped{0};
   std::atomic<int> memory_changes{0};

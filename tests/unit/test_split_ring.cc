@@ -304,6 +304,44 @@ void single_chain_readable_then_writable(void** state) {
   assert_int_equal(g.used_idx(), 0);
 }
 
+void push_many_publishes_once(void** state) {
+  Guest& g = G(state);
+  g.attach();
+  g.set_desc(0, kBuf, 64, F_WRITE);
+  g.set_desc(1, kBuf + 0x100, 64, F_WRITE);
+  g.set_desc(2, kBuf + 0x200, 64, F_WRITE);
+  for (uint16_t h : {0, 1, 2}) g.make_avail(h);
+  Chain* a = g.pop_chain();
+  Chain* b = g.pop_chain();
+  Chain* c = g.pop_chain();
+  // A repeated chain, or one not outstanding, refuses the whole batch.
+  Chain* dup[] = {a, b, a};
+  uint32_t w3[] = {1, 2, 3};
+  assert_int_equal(g.q.push_many(dup, w3, 3), -1);
+  assert_int_equal(g.q.outstanding(), 3);
+  assert_true(a->in_use && b->in_use);
+  assert_int_equal(g.used_idx(), 0);
+  Chain* ab[] = {b, a};
+  uint32_t w2[] = {10, 20};
+  assert_int_equal(g.q.push_many(ab, w2, 2), 0);
+  assert_int_equal(g.used_idx(), 2);
+  assert_int_equal(g.used_id(0), 1);
+  assert_int_equal(g.used_len(0), 10);
+  assert_int_equal(g.used_id(1), 0);
+  assert_int_equal(g.used_len(1), 20);
+  Chain* stale[] = {c, a};  // a was pushed already
+  assert_int_equal(g.q.push_many(stale, w2, 2), -1);
+  assert_true(c->in_use);
+  // Too long a written length is clamped and reported; the chain is used.
+  Chain* last[] = {c};
+  uint32_t big[] = {65};
+  assert_int_equal(g.q.push_many(last, big, 1), 1);
+  assert_int_equal(g.used_idx(), 3);
+  assert_int_equal(g.used_len(2), 64);
+  assert_int_equal(g.q.outstanding(), 0);
+  assert_int_equal(g.q.push_many(nullptr, nullptr, 0), 0);
+}
+
 void push_fills_used_ring(void** state) {
   Guest& g = G(state);
   g.attach();
@@ -947,6 +985,7 @@ int main() {
       GUEST_TEST(empty_ring),
       GUEST_TEST(single_chain_readable_then_writable),
       GUEST_TEST(push_fills_used_ring),
+      GUEST_TEST(push_many_publishes_once),
       GUEST_TEST(chain_across_two_regions),
       GUEST_TEST(indirect_chain),
       GUEST_TEST(indirect_table_across_regions),
