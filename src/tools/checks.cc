@@ -130,6 +130,7 @@ Frontend Ctx::connect() {
 DeviceOptions Ctx::device_options(uint64_t extra) const {
   DeviceOptions o;
   o.num_queues = rings();
+  o.queue_num_unit = queue_num_unit();
   o.queue_size = opts_.queue_size;
   // Two regions, like a VMM's RAM below and above 4 GiB: the first holds
   // the rings, the second is there to exercise multi-region tables.
@@ -268,10 +269,11 @@ void check_queue_num(Ctx& c) {
   handshake(f, bit(wire::PF_MQ) | bit(wire::PF_REPLY_ACK));
   uint64_t n = f.get_queue_num();
   if (n == 0) return c.fail(name, "GET_QUEUE_NUM returned 0");
-  if (n < c.rings())
+  if (n * c.queue_num_unit() < c.rings())
     return c.fail(name, strfmt("%llu queues, fewer than the %u needed for --queues=%u",
                                static_cast<unsigned long long>(n), c.rings(), c.opts().queues));
-  c.pass(name, strfmt("%llu queue(s)", static_cast<unsigned long long>(n)));
+  c.pass(name, strfmt("%llu %s", static_cast<unsigned long long>(n),
+                      c.queue_num_unit() == 2 ? "queue pair(s)" : "queue(s)"));
 }
 
 void check_max_mem_slots(Ctx& c) {
