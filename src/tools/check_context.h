@@ -59,6 +59,8 @@ class Ctx {
 
   // Virtqueues to set up: --queues, or two per queue pair for a net device.
   uint32_t rings() const { return opts_.device == "net" ? 2 * opts_.queues : opts_.queues; }
+  // Virtqueues per unit of GET_QUEUE_NUM's answer (net counts queue pairs).
+  uint32_t queue_num_unit() const { return opts_.device == "net" ? 2 : 1; }
 
   void result(const std::string& name, Outcome o, const std::string& detail);
   void pass(const std::string& n, const std::string& d) { result(n, Outcome::kPass, d); }
