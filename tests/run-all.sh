@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the project and runs every test: unit, integration, the QEMU guest
-# end to end, the installed-library checks (SONAME, exported symbols,
-# pkg-config and CMake consumers, the installed vhu-rng under QEMU),
+# Builds the project and runs every test: unit, integration, vhu-check's
+# device probes, the end-to-end tests with QEMU guests and DPDK, the
+# installed-library checks (SONAME, exported symbols, pkg-config and CMake
+# consumers, the installed programs, vhu-rng and vhu-blk under QEMU),
 # formatting, the whole suite again under AddressSanitizer +
 # UndefinedBehaviorSanitizer, and a bounded libFuzzer run per target.
 #
@@ -45,9 +46,17 @@ cmake --build "$prefix/cmake-consumer" >/dev/null
 "$prefix/cmake-consumer/consumer"
 record "installed library: SONAME $soname, only vhu_* exported, C11 consumers via pkg-config and find_package ok"
 
-step "QEMU guest against the installed vhu-rng"
+step "installed programs"
+for prog in vhu-blk vhu-net vhu-rng vhu-check; do
+  "$prefix/bin/$prog" --help >/dev/null
+  echo "$prog: $(readelf -d "$prefix/bin/$prog" | grep -c 'libvhostuser-cxx.so.0') link to libvhostuser-cxx.so.0"
+done
+record "installed programs: vhu-blk, vhu-net, vhu-rng, vhu-check run from the prefix"
+
+step "QEMU guests against the installed vhu-rng and vhu-blk"
 tests/e2e/rng_guest_test.sh "$prefix/bin/vhu-rng"
-record "QEMU guest with the installed vhu-rng: passed"
+tests/e2e/blk_guest_test.sh "$prefix/bin/vhu-blk"
+record "QEMU guests with the installed vhu-rng and vhu-blk: passed"
 
 step "formatting"
 if find include src examples tests -name '*.[ch]' -o -name '*.cc' -o -name '*.h' |
@@ -71,6 +80,7 @@ record "fuzzing: no findings in ${VHU_FUZZ_SECONDS:-45} s per target"
 step "summary"
 printf '%s\n' "${results[@]}"
 # ctest ran the suite twice (plain and sanitized); the other checks are the
-# installed-library, installed-QEMU, formatting and fuzzing steps above.
+# installed-library, installed-programs, installed-QEMU, formatting and
+# fuzzing steps above.
 n=$(ctest --test-dir build-ci -N | sed -n 's/^Total Tests: //p')
-echo "all: $((2 * n + 4)) passed, 0 failed"
+echo "all: $((2 * n + 5)) passed, 0 failed"
