@@ -152,7 +152,8 @@ for scenario in "${scenarios[@]}"; do
       start_daemon "$log" "$net" --socket-path="$dir/sock" --loopback --queues=2 || continue
       run_check "$out" --device=net --queues=2
       stop_daemon "$log"
-      require_pass "$out" get-queue-num net-setup net-loopback net-no-rx-buffers net-ring-wrap
+      require_pass "$out" get-queue-num net-setup net-loopback net-no-rx-buffers net-ring-wrap \
+        net-merged-publish
       grep -q '^PASS net-loopback .*merged buffers' "$out" ||
         fail "the 4000-byte frame did not span merged receive buffers"
       ;;
