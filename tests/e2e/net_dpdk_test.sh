@@ -18,7 +18,7 @@
 # Every daemon must outlive its testpmd runs and exit 0 on SIGTERM.
 #
 # Exit status: 0 pass, 1 fail, 2 usage error. Needs dpdk-testpmd (package
-# dpdk) and root (DPDK's runtime directory); a missing tool is a failure.
+# dpdk-dev) and root (DPDK's runtime directory); a missing tool is a failure.
 #
 # Environment:
 #   NET_DPDK_SECONDS   seconds each testpmd run forwards (default 4)
@@ -45,7 +45,7 @@ fi
 [[ "$net_bin" == /* ]] || net_bin=$PWD/$net_bin
 
 if ! command -v "$TESTPMD" >/dev/null 2>&1; then
-    printf '[FAIL] %s not found (install the dpdk package)\nRESULT: FAIL\n' "$TESTPMD"
+    printf '[FAIL] %s not found (install the dpdk-dev package)\nRESULT: FAIL\n' "$TESTPMD"
     exit 1
 fi
 
