@@ -329,11 +329,15 @@ VHU_EXPORT int vhu_vring_pop(vhu_vring* vring, vhu_chain** out);
  * length: the chain is returned with the writable length clamped; or the
  * chain was not popped from this vring, or was pushed already: nothing
  * happens), -ENOTCONN (the queue was stopped since the pop: the chain was
- * reclaimed), -EIO (the queue is broken). */
+ * reclaimed), -EIO (the queue is broken).
+ * The used index the driver reads moves in batches: pushed chains become
+ * visible at the latest when vhu_vring_notify() or vhu_vring_push_many() is
+ * called, when the handler returns, or every 32 pushes. */
 VHU_EXPORT int vhu_vring_push(vhu_vring* vring, vhu_chain* chain, uint32_t written);
 
 /* Pushes `n` chains (chains[i] with written[i] bytes) and then publishes
- * them with one used-index update, so the driver sees all of them or none:
+ * them (and any earlier pushes) with one used-index update, so the driver
+ * sees all of them or none:
  * needed when several chains carry one message (virtio-net mergeable
  * receive buffers), and cheaper than n single pushes. All or nothing on
  * -EINVAL for a chain that is not outstanding on this vring or appears

@@ -73,6 +73,7 @@ bool SplitQueue::attach(MemoryTablePtr mem, uint16_t num, uint64_t desc_uva, uin
   }
   last_avail_ = next_avail;
   used_idx_ = load16(used_ + 2, __ATOMIC_ACQUIRE);
+  published_used_ = used_idx_;
   signalled_valid_ = false;
   kicks_enabled_ = true;
   store16(used_, 0);  // flags: notifications wanted
@@ -116,6 +117,7 @@ bool SplitQueue::translate(std::string& err) {
 }
 
 bool SplitQueue::remap(MemoryTablePtr mem, std::string& err) {
+  publish();  // through the old mapping, which is still valid here
   // Chains the device still holds point into the old table's mappings: keep
   // it alive until they are all pushed back.
   if (outstanding_ > 0 && mem_) retired_.push_back(std::move(mem_));
@@ -125,6 +127,7 @@ bool SplitQueue::remap(MemoryTablePtr mem, std::string& err) {
 }
 
 void SplitQueue::detach() {
+  publish();
   desc_ = avail_ = used_ = nullptr;
   mem_.reset();
   // Chains still held by the device are reclaimed: their buffers belong to a
@@ -289,11 +292,17 @@ bool SplitQueue::put_used(Chain* c, uint32_t written) {
   return ok;
 }
 
-bool SplitQueue::push(Chain* c, uint32_t written) {
+bool SplitQueue::push(Chain* c, uint32_t written, bool publish_now) {
   bool ok = put_used(c, written);
-  store16(used_ + 2, used_idx_, __ATOMIC_RELEASE);
+  if (publish_now) publish();
   if (outstanding_ == 0 && !retired_.empty()) retired_.clear();
   return ok;
+}
+
+void SplitQueue::publish() {
+  if (!used_ || published_used_ == used_idx_) return;
+  store16(used_ + 2, used_idx_, __ATOMIC_RELEASE);
+  published_used_ = used_idx_;
 }
 
 int SplitQueue::push_many(Chain* const* cs, const uint32_t* written, size_t n) {
@@ -309,12 +318,13 @@ int SplitQueue::push_many(Chain* const* cs, const uint32_t* written, size_t n) {
   bool ok = true;
   for (size_t i = 0; i < n; i++) ok &= put_used(cs[i], written[i]);
   // One index update: the driver sees all n entries or none of them.
-  store16(used_ + 2, used_idx_, __ATOMIC_RELEASE);
+  publish();
   if (outstanding_ == 0 && !retired_.empty()) retired_.clear();
   return ok ? 0 : 1;
 }
 
 bool SplitQueue::need_notify(bool* pushed) {
+  publish();
   *pushed = !signalled_valid_ || used_idx_ != signalled_used_;
   if (!*pushed) return false;
   // Order the used-index store before reading the driver's suppression state.

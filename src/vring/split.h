@@ -73,7 +73,14 @@ class SplitQueue {
   Pop pop(Chain*& out, std::string& err);
   // Returns false when `written` exceeded the chain's writable length (it is
   // clamped).
-  bool push(Chain* chain, uint32_t written);
+  // With publish false the used element is written but the used index the
+  // driver reads is only moved by a later publish() (or a publishing push,
+  // push_many or need_notify).
+  bool push(Chain* chain, uint32_t written, bool publish = true);
+  // Moves the driver-visible used index to everything pushed so far.
+  void publish();
+  // Chains pushed but not yet visible to the driver.
+  uint16_t unpublished() const { return static_cast<uint16_t>(used_idx_ - published_used_); }
   // Pushes n chains and then moves the used index once. Returns -1 (and
   // pushes nothing) when a chain is not outstanding here or appears twice,
   // 1 when some `written` was clamped, else 0.
@@ -111,6 +118,7 @@ class SplitQueue {
   bool kicks_enabled_ = true;
   uint16_t last_avail_ = 0;
   uint16_t used_idx_ = 0;
+  uint16_t published_used_ = 0;  // the used index as the driver sees it
   uint16_t signalled_used_ = 0;
   bool signalled_valid_ = false;
 
