@@ -9,7 +9,8 @@
 #   bench/net_pps.sh [--rounds=N] [--seconds=S] [--warmup=W] [--sizes=64,1500]
 #                    [--directions=tx,rx] [--backends=vhu,dpdk] [--vhu-net=PATH]
 #                    [--fe-cpu=N] [--be-cpu=N] [--max-noise=PCT] [--retries=N]
-#                    [--quiet-wait=S] [--log-dir=DIR] [--perf=DIR] [--quick]
+#                    [--quiet-wait=S] [--fe-args=K=V,...] [--log-dir=DIR] [--perf=DIR]
+#                    [--quick]
 #
 # tx: the front-end transmits (testpmd txonly); the back-end drops and counts.
 # rx: the back-end transmits (fills the buffers the front-end posts); the
@@ -21,9 +22,12 @@
 # processes during a run's measured seconds is reported ("others", in % of
 # one CPU); a run with more than --max-noise is repeated (--retries times),
 # and each run first waits up to --quiet-wait seconds for a quiet machine.
+# --fe-args adds devargs to the front-end's net_virtio_user vdev (for example
+# in_order=0, so that both back-ends meet the same front-end code paths).
 # --perf=DIR records a flat profile (perf, cpu-clock) of vhu-net during its
-# measured seconds; those runs are slower for it. Exit status: 0 when every run moved packets, 1 when
-# some run moved none or failed to start, 2 on a usage error.
+# measured seconds; those runs are slower for it. Exit status: 0 when every
+# run moved packets, 1 when some run moved none or failed to start, 2 on a
+# usage error.
 set -u -o pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -40,13 +44,14 @@ fe_cpu=0
 be_cpu=1
 log_dir=""
 perf_dir=""
+fe_args=""
 max_noise=30
 retries=2
 quiet_wait=60
 testpmd=${DPDK_TESTPMD:-dpdk-testpmd}
 
 usage() {
-  sed -n '9,12p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '9,13p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -77,6 +82,7 @@ while [ $# -gt 0 ]; do
   --be-cpu) be_cpu=$val ;;
   --log-dir) log_dir=$val ;;
   --perf) perf_dir=$val ;;
+  --fe-args) fe_args=$val ;;
   --max-noise) max_noise=$val ;;
   --retries) retries=$val ;;
   --quiet-wait) quiet_wait=$val ;;
@@ -337,7 +343,7 @@ attempt() {
 
   # shellcheck disable=SC2046,SC2086
   (cd "$rd/fe" && exec "$testpmd" --lcores="0@$be_cpu,1@$fe_cpu" $(eal_common "$fe_prefix") \
-    --vdev "net_virtio_user0,path=$sock,queues=1" -- $pmd_common $fe_mode \
+    --vdev "net_virtio_user0,path=$sock,queues=1${fe_args:+,$fe_args}" -- $pmd_common $fe_mode \
     </dev/null >"$fe_log" 2>&1) &
   fe_pid=$!
   pids+=("$fe_pid")
