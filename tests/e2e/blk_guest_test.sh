@@ -43,85 +43,28 @@ script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=guest-kit.sh
 source "$script_dir/guest-kit.sh"
 
-step() { printf '[ .. ] %s\n' "$*"; }
-ok() { printf '[ ok ] %s\n' "$*"; }
-bad() { printf '[FAIL] %s\n' "$*"; }
-
-if (($# < 1)); then
-    printf 'usage: %s VHU_BLK_BINARY [EXTRA_DAEMON_ARGS...]\n' "$0" >&2
-    exit 2
-fi
-blk_bin=$1
+(($# >= 1)) || e2e_usage 'VHU_BLK_BINARY [EXTRA_DAEMON_ARGS...]'
+blk_bin=$(e2e_executable "$1") || exit 2
 shift
 extra_args=("$@")
-if [[ ! -x "$blk_bin" ]]; then
-    printf '%s: %s is not an executable file\n' "$0" "$blk_bin" >&2
-    exit 2
-fi
-[[ "$blk_bin" == /* ]] || blk_bin=$PWD/$blk_bin
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/vhu-blk-e2e.XXXXXX")
+e2e_begin vhu-blk-e2e BLK_E2E_KEEP
+tmp=$E2E_TMP
 daemon_pid=
 daemon_err=
 current_log=
 
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if [[ -n "${KIT_QEMU_PID:-}" ]]; then
-        kill -KILL "$KIT_QEMU_PID" 2>/dev/null || true
-        wait "$KIT_QEMU_PID" 2>/dev/null || true
-    fi
-    if [[ -n "$daemon_pid" ]]; then
-        kill -TERM "$daemon_pid" 2>/dev/null || true
-        local end=$((SECONDS + 3))
-        while kill -0 "$daemon_pid" 2>/dev/null && ((SECONDS < end)); do
-            sleep 0.1
-        done
-        kill -KILL "$daemon_pid" 2>/dev/null || true
-        wait "$daemon_pid" 2>/dev/null || true
-    fi
-    if [[ "${BLK_E2E_KEEP:-0}" == 1 ]]; then
-        printf 'kept %s\n' "$tmp"
-    else
-        rm -rf "$tmp"
-    fi
-    exit "$rc"
+stop_own_processes() {
+    kit_stop_qemu
+    e2e_reap "$daemon_pid" 3
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+E2E_CLEANUP_HOOK=stop_own_processes
 
-# A process that exited but was not reaped yet still answers kill -0.
-daemon_alive() {
-    [[ -n "$daemon_pid" ]] || return 1
-    kill -0 "$daemon_pid" 2>/dev/null || return 1
-    local state
-    state=$(sed 's/.*) //' "/proc/$daemon_pid/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-    [[ -n "$state" && "$state" != Z ]]
+show_logs() {
+    kit_show_guest_log "$current_log"
+    [[ -n "$daemon_err" ]] && e2e_show_tail "daemon stderr" "$daemon_err"
 }
-
-show_tail() {
-    local title=$1 file=$2 lines=${3:-40}
-    printf -- '---- %s (%s, last %d lines) ----\n' "$title" "$file" "$lines"
-    if [[ -s "$file" ]]; then
-        tail -n "$lines" "$file" | tr -d '\r'
-    else
-        printf '(empty)\n'
-    fi
-    printf -- '---- end ----\n'
-}
-
-finish_fail() {
-    bad "$*"
-    if [[ -n "$current_log" ]]; then
-        show_tail "guest serial log" "$current_log"
-        show_tail "qemu output" "$current_log.qemu" 20
-    fi
-    [[ -n "$daemon_err" ]] && show_tail "daemon stderr" "$daemon_err"
-    printf 'RESULT: FAIL\n'
-    exit 1
-}
+E2E_FAIL_HOOK=show_logs
 
 sha_of() { sha256sum | cut -d' ' -f1; }
 # image_sha OFFSET_BYTES LENGTH_BYTES
@@ -136,33 +79,14 @@ start_daemon() {
     step "starting $(basename "$blk_bin") $*"
     "$blk_bin" "$@" </dev/null >"$tmp/$name.out" 2>"$daemon_err" &
     daemon_pid=$!
-    local deadline=$((SECONDS + 10))
-    while [[ ! -S "$sock" ]]; do
-        if ! daemon_alive; then
-            local drc=0
-            wait "$daemon_pid" || drc=$?
-            daemon_pid=
-            finish_fail "daemon exited with status $drc before creating its socket"
-        fi
-        ((SECONDS < deadline)) || finish_fail "daemon socket $sock did not appear within 10s"
-        sleep 0.1
-    done
+    e2e_wait_for_socket "$sock" daemon_pid
     ok "daemon pid $daemon_pid listening on $sock"
 }
 
 # stop_daemon: SIGTERM must stop it with status 0.
 stop_daemon() {
-    kill -TERM "$daemon_pid"
-    local deadline=$((SECONDS + 5))
-    while daemon_alive && ((SECONDS < deadline)); do
-        sleep 0.1
-    done
-    daemon_alive && finish_fail "daemon still running 5s after SIGTERM"
-    local drc=0
-    wait "$daemon_pid" || drc=$?
-    daemon_pid=
-    ((drc == 0)) || finish_fail "daemon exited with status $drc after SIGTERM (expected 0)"
-    grep -q '^vhu-blk: stats: queue=0 ' "$daemon_err" || finish_fail "daemon printed no counters"
+    e2e_stop_with_term daemon_pid 5 daemon
+    grep -q '^vhu-blk: stats: queue=0 ' "$daemon_err" || e2e_fail "daemon printed no counters"
     ok "daemon exited with status 0; counters:"
     grep '^vhu-blk: stats:' "$daemon_err" | sed 's/^vhu-blk: stats: /       /'
 }
@@ -182,7 +106,7 @@ boot_guest() {
     local g=$1 role=$2
     shift 2
     current_log=$tmp/guest$g.log
-    [[ -S "$sock" ]] || finish_fail "daemon socket $sock is gone before guest $g"
+    [[ -S "$sock" ]] || e2e_fail "daemon socket $sock is gone before guest $g"
     step "guest $g ($role): booting with vhost-user-blk-pci, num-queues=$QUEUES"
     local start=$SECONDS qrc=0 append="vhu_guest=$g vhu_role=$role vhu_watchdog=$GUEST_WATCHDOG"
     local kv
@@ -192,16 +116,16 @@ boot_guest() {
         -chardev "socket,id=blk0,path=$sock" \
         -device "vhost-user-blk-pci,chardev=blk0,num-queues=$QUEUES,vectors=0" || qrc=$?
     tr -d '\r' <"$current_log" | grep -a '^VHU-E2E' | sed "s/^VHU-E2E guest=$g /       guest $g: /" || true
-    ((qrc != 124)) || finish_fail "guest $g: QEMU killed after ${GUEST_TIMEOUT}s timeout"
+    ((qrc != 124)) || e2e_fail "guest $g: QEMU killed after ${GUEST_TIMEOUT}s timeout"
     if grep -aq "^VHU-E2E guest=$g FAIL" "$current_log"; then
-        finish_fail "guest $g reported failures"
+        e2e_fail "guest $g reported failures"
     fi
     grep -aq "^VHU-E2E guest=$g DONE ok" "$current_log" ||
-        finish_fail "guest $g: no DONE marker in the serial log (QEMU status $qrc)"
-    ((qrc == 0)) || finish_fail "guest $g: QEMU exited with status $qrc"
+        e2e_fail "guest $g: no DONE marker in the serial log (QEMU status $qrc)"
+    ((qrc == 0)) || e2e_fail "guest $g: QEMU exited with status $qrc"
     ok "guest $g: all checks passed, QEMU exited 0 ($((SECONDS - start))s incl. boot)"
     sleep 0.5
-    daemon_alive || finish_fail "daemon is no longer running after guest $g"
+    e2e_alive "$daemon_pid" || e2e_fail "daemon is no longer running after guest $g"
 }
 
 # The guest's /init: parameters come from the kernel command line (vhu_*).
@@ -337,19 +261,11 @@ INIT
 printf 'vhu-blk end-to-end test: %s %s\n' "$blk_bin" "${extra_args[*]}"
 
 step "guest kernel"
-if ! KIT_KERNEL=$(kit_kernel 2>"$tmp/kernel.err"); then
-    cat "$tmp/kernel.err"
-    finish_fail "no guest kernel available"
-fi
-export KIT_KERNEL
+kit_use_kernel "$tmp/kernel.err" || e2e_fail "no guest kernel available"
 ok "guest kernel $(basename "$KIT_KERNEL")"
 
 step "guest initramfs (${MODULES[*]}; ext2 is served by the built-in ext4)"
-if ! kit_initramfs "$tmp/initrd.gz" "$tmp/init" "${MODULES[@]}" 2>"$tmp/initramfs.err"; then
-    cat "$tmp/initramfs.err"
-    finish_fail "could not build the initramfs"
-fi
-export KIT_INITRD=$tmp/initrd.gz
+kit_build_initrd "$tmp" "${MODULES[@]}" || e2e_fail "could not build the initramfs"
 ok "initramfs $(($(stat -c %s "$KIT_INITRD") / 1024)) KiB"
 
 # The image: sparse, a random 1 MiB pattern, and 4 MiB of 0xff to discard.
@@ -361,7 +277,7 @@ dd if="$tmp/pattern" of="$image" bs=1M seek="$PATTERN_MIB" conv=notrunc 2>/dev/n
 head -c $((4 * MIB)) /dev/zero | tr '\000' '\377' |
     dd of="$image" bs=1M seek="$DISCARD_MIB" conv=notrunc 2>/dev/null
 pattern_sha=$(sha_of <"$tmp/pattern")
-[[ $(image_sha $((PATTERN_MIB * MIB)) "$MIB") == "$pattern_sha" ]] || finish_fail "could not write the pattern"
+[[ $(image_sha $((PATTERN_MIB * MIB)) "$MIB") == "$pattern_sha" ]] || e2e_fail "could not write the pattern"
 ok "image ${IMAGE_MIB} MiB: pattern at ${PATTERN_MIB} MiB (sha256 ${pattern_sha:0:16}...), 0xff at ${DISCARD_MIB} MiB"
 common=(sectors=$((IMAGE_MIB * MIB / 512)) serial=$SERIAL queues=$QUEUES pattern=$pattern_sha
     pattern_mib=$PATTERN_MIB random_mib=$RANDOM_MIB discard_mib=$DISCARD_MIB fs_kib=$FS_KIB)
@@ -373,13 +289,13 @@ start_daemon rw --socket-path="$sock" --image="$image" --queues="$QUEUES" --seri
 boot_guest 1 write "${common[@]}"
 randsum=$(guest_value RANDSUM)
 filesum=$(guest_value FILESUM)
-[[ -n "$randsum" && -n "$filesum" ]] || finish_fail "guest 1 did not print RANDSUM and FILESUM"
+[[ -n "$randsum" && -n "$filesum" ]] || e2e_fail "guest 1 did not print RANDSUM and FILESUM"
 host_rand=$(image_sha $((RANDOM_MIB * MIB)) $((256 * 1024)))
 [[ "$host_rand" == "$randsum" ]] ||
-    finish_fail "random block in the image has sha256 $host_rand, guest 1 wrote $randsum"
+    e2e_fail "random block in the image has sha256 $host_rand, guest 1 wrote $randsum"
 ok "host: guest 1's random block is in the image byte for byte (sha256 ${randsum:0:16}...)"
 if ! cmp -s -n $((4 * MIB)) <(dd if="$image" bs=1M skip="$DISCARD_MIB" count=4 2>/dev/null) /dev/zero; then
-    finish_fail "host: the discarded range still holds data"
+    e2e_fail "host: the discarded range still holds data"
 fi
 ok "host: the discarded 4 MiB read as zeroes ($(stat -c %b "$image") blocks of $(stat -c %B "$image") bytes allocated)"
 
@@ -394,21 +310,21 @@ resize_hook() {
 }
 KIT_POLL_HOOK=resize_hook boot_guest 2 verify "${common[@]}" randsum="$randsum" filesum="$filesum" \
     grown_sectors=$((GROWN_MIB * MIB / 512))
-((resized == 1)) || finish_fail "guest 2 never asked for the resize"
-grep -q 'resize: front-end notified' "$daemon_err" || finish_fail "daemon did not notify the front-end"
+((resized == 1)) || e2e_fail "guest 2 never asked for the resize"
+grep -q 'resize: front-end notified' "$daemon_err" || e2e_fail "daemon did not notify the front-end"
 ok "host: image grown to ${GROWN_MIB} MiB with SIGHUP while guest 2 ran; the guest saw it"
 current_log=
 step "stopping the daemon with SIGTERM"
 stop_daemon
 if [[ "${BLK_E2E_EXPECT_BOUNCE:-0}" == 1 ]]; then
-    (($(stat_sum bounced) > 0)) || finish_fail "no request went through the bounce buffer"
+    (($(stat_sum bounced) > 0)) || e2e_fail "no request went through the bounce buffer"
     ok "$(stat_sum bounced) requests went through the O_DIRECT bounce buffer"
 fi
-(($(stat_sum discards) > 0)) || finish_fail "the daemon counted no discard"
-(($(stat_sum errors) == 0)) || finish_fail "the daemon counted failed requests"
+(($(stat_sum discards) > 0)) || e2e_fail "the daemon counted no discard"
+(($(stat_sum errors) == 0)) || e2e_fail "the daemon counted failed requests"
 for ((q = 0; q < QUEUES; q++)); do
     grep "^vhu-blk: stats: queue=$q " "$daemon_err" | grep -vq ' reads=0 ' ||
-        finish_fail "queue $q served no reads (multi-queue not used?)"
+        e2e_fail "queue $q served no reads (multi-queue not used?)"
 done
 ok "both queues served requests, no request failed"
 
@@ -418,7 +334,7 @@ start_daemon ro --socket-path="$sock" --image="$image" --queues="$QUEUES" --seri
     --read-only "${extra_args[@]}"
 boot_guest 3 ro "${common[@]}" sectors=$((GROWN_MIB * MIB / 512))
 current_log=
-[[ $(sha_of <"$image") == "$before" ]] || finish_fail "the image changed under the read-only daemon"
+[[ $(sha_of <"$image") == "$before" ]] || e2e_fail "the image changed under the read-only daemon"
 ok "host: the image is unchanged"
 step "stopping the read-only daemon with SIGTERM"
 stop_daemon

@@ -27,8 +27,33 @@
 #     KIT_QEMU_PID    PID of the running QEMU (empty when none), for cleanup traps
 #     KIT_QEMU_TIMED_OUT  1 if the last run was killed for overrunning its timeout
 #
+# Steps of a test script (each returns non-zero on failure, never exits):
+#     kit_use_kernel ERR_FILE
+#                     sets and exports KIT_KERNEL from kit_kernel; on failure
+#                     prints kit_kernel's messages (also left in ERR_FILE)
+#     kit_build_initrd DIR MODULE_NAMES...
+#                     kit_initramfs DIR/initrd.gz from DIR/init and exports
+#                     KIT_INITRD; on failure prints the messages (also left in
+#                     DIR/initramfs.err)
+#     kit_stop_qemu   kills the QEMU kit_run_qemu started, if one still runs
+#                     (for cleanup traps)
+#     kit_show_guest_log LOG
+#                     the tails of a guest's serial log LOG and of LOG.qemu;
+#                     nothing when LOG is empty
+#     kit_init_header WATCHDOG_S
+#                     prints the start of a guest /init script: PATH, /proc,
+#                     /sys and /dev mounted, $guest from vhu_e2e_guest=G on the
+#                     kernel command line, $tag ("VHU-E2E guest=G"), finish TEXT
+#                     (prints "$tag TEXT" and powers off) and a watchdog that
+#                     prints "$tag FAIL ..." and powers off after WATCHDOG_S
+# Sourcing guest-kit.sh also sources e2e-common.sh (the helpers every test
+# script shares: step/ok/bad, e2e_fail, e2e_begin, e2e_alive, ...).
+#
 # The guest kernel is the one linux-image-cloud-amd64 depends on. It is fetched
 # with `apt-get download` and unpacked with `dpkg-deb -x`; it is never installed.
+
+# shellcheck source-path=SCRIPTDIR source=e2e-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/e2e-common.sh"
 
 KIT_META_PACKAGE=${KIT_META_PACKAGE:-linux-image-cloud-amd64}
 KIT_QEMU_PID=
@@ -293,6 +318,57 @@ kit_run_qemu() {
         return 124
     fi
     return "$rc"
+}
+
+# kit_use_kernel ERR_FILE: KIT_KERNEL=$(kit_kernel), exported.
+kit_use_kernel() {
+    if ! KIT_KERNEL=$(kit_kernel 2>"$1"); then
+        cat "$1"
+        return 1
+    fi
+    export KIT_KERNEL
+}
+
+# kit_build_initrd DIR MODULE_NAMES...: DIR/initrd.gz from DIR/init, exported
+# as KIT_INITRD.
+kit_build_initrd() {
+    local dir=$1
+    shift
+    if ! kit_initramfs "$dir/initrd.gz" "$dir/init" "$@" 2>"$dir/initramfs.err"; then
+        cat "$dir/initramfs.err"
+        return 1
+    fi
+    export KIT_INITRD=$dir/initrd.gz
+}
+
+kit_stop_qemu() {
+    e2e_reap "${KIT_QEMU_PID:-}"
+}
+
+kit_show_guest_log() {
+    [[ -n "$1" ]] || return 0
+    e2e_show_tail "guest serial log" "$1"
+    e2e_show_tail "qemu output" "$1.qemu" 20
+}
+
+kit_init_header() {
+    cat <<'INIT'
+#!/bin/sh
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+guest=$(sed -n 's/.*vhu_e2e_guest=\([0-9A-Za-z]*\).*/\1/p' /proc/cmdline)
+tag="VHU-E2E guest=$guest"
+finish() {
+    echo "$tag $1"
+    sync
+    poweroff -f
+    sleep 10
+}
+INIT
+    # shellcheck disable=SC2016  # $tag is for the guest's shell
+    printf '( sleep %s; echo "$tag FAIL guest watchdog expired after %ss"; poweroff -f ) &\n' "$1" "$1"
 }
 
 # Command-line entry point when executed rather than sourced.

@@ -29,87 +29,42 @@ set -euo pipefail
 readonly RUN_SECONDS=${NET_DPDK_SECONDS:-4}
 readonly TESTPMD=${DPDK_TESTPMD:-dpdk-testpmd}
 
-step() { printf '[ .. ] %s\n' "$*"; }
-ok() { printf '[ ok ] %s\n' "$*"; }
-bad() { printf '[FAIL] %s\n' "$*"; }
+script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=e2e-common.sh
+source "$script_dir/e2e-common.sh"
 
-if (($# != 1)); then
-    printf 'usage: %s VHU_NET_BINARY\n' "$0" >&2
-    exit 2
-fi
-net_bin=$1
-if [[ ! -x "$net_bin" ]]; then
-    printf '%s: %s is not an executable file\n' "$0" "$net_bin" >&2
-    exit 2
-fi
-[[ "$net_bin" == /* ]] || net_bin=$PWD/$net_bin
+(($# == 1)) || e2e_usage VHU_NET_BINARY
+net_bin=$(e2e_executable "$1") || exit 2
 
 if ! command -v "$TESTPMD" >/dev/null 2>&1; then
     printf '[FAIL] %s not found (install the dpdk-dev package)\nRESULT: FAIL\n' "$TESTPMD"
     exit 1
 fi
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/vhu-net-dpdk.XXXXXX")
+e2e_begin vhu-net-dpdk NET_DPDK_KEEP
+tmp=$E2E_TMP
 daemon_pid=
 daemon_err=
 testpmd_pid=
 prefixes=()
 run_no=0
+last_testpmd_log=
 
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if [[ -n "$testpmd_pid" ]]; then
-        kill -KILL "$testpmd_pid" 2>/dev/null || true
-        wait "$testpmd_pid" 2>/dev/null || true
-    fi
-    if [[ -n "$daemon_pid" ]]; then
-        kill -KILL "$daemon_pid" 2>/dev/null || true
-        wait "$daemon_pid" 2>/dev/null || true
-    fi
+stop_own_processes() {
+    e2e_reap "$testpmd_pid"
+    e2e_reap "$daemon_pid"
     local p
     for p in "${prefixes[@]}"; do
         rm -rf "/var/run/dpdk/$p" "${XDG_RUNTIME_DIR:-/nonexistent}/dpdk/$p"
     done
-    if [[ "${NET_DPDK_KEEP:-0}" == 1 ]]; then
-        printf 'kept %s\n' "$tmp"
-    else
-        rm -rf "$tmp"
-    fi
-    exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+E2E_CLEANUP_HOOK=stop_own_processes
 
-show_tail() {
-    local title=$1 file=$2 lines=${3:-30}
-    printf -- '---- %s (%s, last %d lines) ----\n' "$title" "$file" "$lines"
-    if [[ -s "$file" ]]; then
-        tail -n "$lines" "$file" | tr -d '\r' | sed 's/\x1b\[[0-9;]*[A-Za-z]//g'
-    else
-        printf '(empty)\n'
-    fi
-    printf -- '---- end ----\n'
+show_logs() {
+    [[ -n "$last_testpmd_log" ]] && e2e_show_tail "testpmd output" "$last_testpmd_log" 40
+    [[ -n "$daemon_err" ]] && e2e_show_tail "vhu-net stderr" "$daemon_err" 30
 }
-
-last_testpmd_log=
-
-fail() {
-    bad "$*"
-    [[ -n "$last_testpmd_log" ]] && show_tail "testpmd output" "$last_testpmd_log" 40
-    [[ -n "$daemon_err" ]] && show_tail "vhu-net stderr" "$daemon_err" 30
-    printf 'RESULT: FAIL\n'
-    exit 1
-}
-
-# A process that exited but was not reaped yet still answers kill -0.
-alive() {
-    local pid=$1 state
-    kill -0 "$pid" 2>/dev/null || return 1
-    state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-    [[ -n "$state" && "$state" != Z ]]
-}
+E2E_FAIL_HOOK=show_logs
 
 # start_daemon NAME ARGS... : vhu-net on $tmp/NAME.sock, stderr in $tmp/NAME.err
 start_daemon() {
@@ -122,8 +77,8 @@ start_daemon() {
     daemon_pid=$!
     local deadline=$((SECONDS + 10))
     while [[ ! -S "$sock" ]]; do
-        alive "$daemon_pid" || fail "vhu-net exited before creating $sock"
-        ((SECONDS < deadline)) || fail "vhu-net did not create $sock within 10s"
+        e2e_alive "$daemon_pid" || e2e_fail "vhu-net exited before creating $sock"
+        ((SECONDS < deadline)) || e2e_fail "vhu-net did not create $sock within 10s"
         sleep 0.1
     done
     ok "vhu-net pid $daemon_pid listening"
@@ -132,17 +87,8 @@ start_daemon() {
 # stop_daemon: SIGTERM, expect exit status 0 and the exit counters.
 stop_daemon() {
     step "stopping vhu-net (pid $daemon_pid) with SIGTERM"
-    kill -TERM "$daemon_pid"
-    local deadline=$((SECONDS + 10))
-    while alive "$daemon_pid" && ((SECONDS < deadline)); do
-        sleep 0.1
-    done
-    alive "$daemon_pid" && fail "vhu-net still running 10s after SIGTERM"
-    local drc=0
-    wait "$daemon_pid" || drc=$?
-    daemon_pid=
-    ((drc == 0)) || fail "vhu-net exited with status $drc after SIGTERM (expected 0)"
-    grep -q 'stats (exit): total' "$daemon_err" || fail "vhu-net printed no counters at exit"
+    e2e_stop_with_term daemon_pid 10 vhu-net
+    grep -q 'stats (exit): total' "$daemon_err" || e2e_fail "vhu-net printed no counters at exit"
     ok "vhu-net exited 0; $(grep 'stats (exit): total' "$daemon_err" | sed 's/.*total //')"
 }
 
@@ -157,7 +103,7 @@ daemon_stats() {
     while :; do
         after=$(grep -c 'stats (SIGUSR1): total' "$daemon_err" || true)
         ((after > before)) && break
-        ((SECONDS < deadline)) || fail "vhu-net did not print its counters on SIGUSR1"
+        ((SECONDS < deadline)) || e2e_fail "vhu-net did not print its counters on SIGUSR1"
         sleep 0.05
     done
     # The block printed last: from the last queue 0 line to the last total line.
@@ -208,31 +154,31 @@ run_testpmd() {
     # Wait until it forwards (first statistics block), then let it run.
     local deadline=$((SECONDS + 60))
     while ! grep -q 'Throughput (since last show)' "$TP_LOG"; do
-        alive "$testpmd_pid" || fail "testpmd exited during start-up"
-        ((SECONDS < deadline)) || fail "testpmd did not start forwarding within 60s"
+        e2e_alive "$testpmd_pid" || e2e_fail "testpmd exited during start-up"
+        ((SECONDS < deadline)) || e2e_fail "testpmd did not start forwarding within 60s"
         sleep 0.2
     done
     local t0
     t0=$(cpu_ticks "$daemon_pid")
     sleep "$RUN_SECONDS"
     DAEMON_TICKS=$(($(cpu_ticks "$daemon_pid") - t0))
-    alive "$testpmd_pid" || fail "testpmd exited while forwarding"
+    e2e_alive "$testpmd_pid" || e2e_fail "testpmd exited while forwarding"
     kill -INT "$testpmd_pid"
     deadline=$((SECONDS + 30))
-    while alive "$testpmd_pid" && ((SECONDS < deadline)); do
+    while e2e_alive "$testpmd_pid" && ((SECONDS < deadline)); do
         sleep 0.1
     done
-    alive "$testpmd_pid" && fail "testpmd did not exit within 30s of SIGINT"
+    e2e_alive "$testpmd_pid" && e2e_fail "testpmd did not exit within 30s of SIGINT"
     wait "$testpmd_pid" || true
     testpmd_pid=
     grep -q 'Accumulated forward statistics' "$TP_LOG" ||
-        fail "testpmd printed no final forward statistics"
+        e2e_fail "testpmd printed no final forward statistics"
     local acc
     acc=$(sed -n '/Accumulated forward statistics/,/+++++*$/p' "$TP_LOG" | tr -d '\r')
     TP_RX=$(sed -n 's/.*RX-packets: *\([0-9]*\).*/\1/p' <<<"$acc" | head -n 1)
     TP_TX=$(sed -n 's/.*TX-packets: *\([0-9]*\).*/\1/p' <<<"$acc" | head -n 1)
-    [[ -n "$TP_RX" && -n "$TP_TX" ]] || fail "cannot read RX/TX-packets from testpmd's output"
-    alive "$daemon_pid" || fail "vhu-net is gone after testpmd run $run_no"
+    [[ -n "$TP_RX" && -n "$TP_TX" ]] || e2e_fail "cannot read RX/TX-packets from testpmd's output"
+    e2e_alive "$daemon_pid" || e2e_fail "vhu-net is gone after testpmd run $run_no"
     printf '       testpmd: RX-packets %s, TX-packets %s\n' "$TP_RX" "$TP_TX"
 }
 
@@ -264,10 +210,10 @@ for size in 64 128; do
     got=$((now_tx - prev_tx))
     got_bytes=$((now_bytes - prev_bytes))
     printf '       vhu-net counted %d packets, %d bytes\n' "$got" "$got_bytes"
-    ((TP_TX > 1000)) || fail "testpmd sent only $TP_TX packets"
-    ((got == TP_TX)) || fail "sink: testpmd sent $TP_TX packets, vhu-net counted $got"
+    ((TP_TX > 1000)) || e2e_fail "testpmd sent only $TP_TX packets"
+    ((got == TP_TX)) || e2e_fail "sink: testpmd sent $TP_TX packets, vhu-net counted $got"
     ((got_bytes == TP_TX * size)) ||
-        fail "sink: $got_bytes bytes counted, expected $((TP_TX * size)) ($size per packet)"
+        e2e_fail "sink: $got_bytes bytes counted, expected $((TP_TX * size)) ($size per packet)"
     ok "sink, ${size}-byte packets: testpmd TX-packets $TP_TX == vhu-net $got"
     prev_tx=$now_tx
     prev_bytes=$now_bytes
@@ -279,17 +225,17 @@ start_daemon loop --loopback
 run_testpmd 1 --forward-mode=io --tx-first
 burst=32
 ((TP_RX >= 100 * burst)) ||
-    fail "loopback: testpmd received $TP_RX packets, not well beyond its first burst of $burst"
+    e2e_fail "loopback: testpmd received $TP_RX packets, not well beyond its first burst of $burst"
 ((TP_TX >= TP_RX && TP_TX - TP_RX <= 1024)) ||
-    fail "loopback: RX-packets $TP_RX and TX-packets $TP_TX differ by more than the rings hold"
+    e2e_fail "loopback: RX-packets $TP_RX and TX-packets $TP_TX differ by more than the rings hold"
 daemon_stats
 d_rx=$(field "$S_TOTAL" rx_packets)
 d_tx=$(field "$S_TOTAL" tx_packets)
 ((d_rx >= TP_RX && d_rx - TP_RX <= 1024)) ||
-    fail "loopback: vhu-net delivered $d_rx packets, testpmd received $TP_RX"
+    e2e_fail "loopback: vhu-net delivered $d_rx packets, testpmd received $TP_RX"
 ((d_tx <= TP_TX && TP_TX - d_tx <= 1024)) ||
-    fail "loopback: vhu-net took $d_tx packets, testpmd sent $TP_TX"
-((d_rx == d_tx)) || fail "loopback: vhu-net took $d_tx packets but delivered $d_rx"
+    e2e_fail "loopback: vhu-net took $d_tx packets, testpmd sent $TP_TX"
+((d_rx == d_tx)) || e2e_fail "loopback: vhu-net took $d_tx packets but delivered $d_rx"
 ok "loopback: testpmd RX $TP_RX / TX $TP_TX, vhu-net looped $d_rx"
 
 # ---- 2b. loopback into a receive queue nobody drains ----------------------------
@@ -305,13 +251,13 @@ held_tx=$((tx_now - d_tx))
 hz=$(getconf CLK_TCK)
 printf '       vhu-net delivered %d, took %d, dropped %d; %d ticks of CPU in %ss (%s Hz)\n' \
     "$held_rx" "$held_tx" "$(field "$S_TOTAL" rx_drops)" "$DAEMON_TICKS" "$RUN_SECONDS" "$hz"
-((held_rx > 0 && held_rx <= 1024)) || fail "full receive ring: vhu-net delivered $held_rx packets"
-((held_tx == held_rx)) || fail "full receive ring: vhu-net took $held_tx packets but delivered $held_rx"
-(($(field "$S_TOTAL" rx_drops) == 0)) || fail "full receive ring: vhu-net dropped packets"
+((held_rx > 0 && held_rx <= 1024)) || e2e_fail "full receive ring: vhu-net delivered $held_rx packets"
+((held_tx == held_rx)) || e2e_fail "full receive ring: vhu-net took $held_tx packets but delivered $held_rx"
+(($(field "$S_TOTAL" rx_drops) == 0)) || e2e_fail "full receive ring: vhu-net dropped packets"
 ((TP_TX > held_tx && TP_TX - held_tx <= 1024)) ||
-    fail "full receive ring: testpmd sent $TP_TX, more than the rings can hold beyond $held_tx"
+    e2e_fail "full receive ring: testpmd sent $TP_TX, more than the rings can hold beyond $held_tx"
 ((DAEMON_TICKS * 10 <= RUN_SECONDS * hz)) ||
-    fail "full receive ring: vhu-net used $DAEMON_TICKS ticks in ${RUN_SECONDS}s (spinning?)"
+    e2e_fail "full receive ring: vhu-net used $DAEMON_TICKS ticks in ${RUN_SECONDS}s (spinning?)"
 ok "full receive ring: $held_rx delivered, $((TP_TX - held_tx)) waiting on the transmit ring, none dropped, daemon idle"
 d_rx=$rx_now
 
@@ -327,26 +273,26 @@ drops=$(($(field "$S_TOTAL" rx_drops) - prev_drops))
 bpp=$(rx_bytes_per_packet)
 printf '       vhu-net delivered %d packets in %d receive buffers, %d dropped; testpmd %s bytes per packet\n' \
     "$pk" "$buffers" "$drops" "$bpp"
-((TP_RX >= 100 * burst)) || fail "mergeable: testpmd received only $TP_RX packets"
-((drops == 0)) || fail "mergeable: vhu-net dropped $drops packets"
-((buffers == 2 * pk)) || fail "mergeable: $pk packets used $buffers receive buffers, expected 2 each"
-((bpp == 1200)) || fail "mergeable: testpmd received $bpp bytes per packet, expected 1200"
+((TP_RX >= 100 * burst)) || e2e_fail "mergeable: testpmd received only $TP_RX packets"
+((drops == 0)) || e2e_fail "mergeable: vhu-net dropped $drops packets"
+((buffers == 2 * pk)) || e2e_fail "mergeable: $pk packets used $buffers receive buffers, expected 2 each"
+((bpp == 1200)) || e2e_fail "mergeable: testpmd received $bpp bytes per packet, expected 1200"
 ok "mergeable: 1200-byte packets in 2 receive buffers each, $TP_RX received whole"
 stop_daemon
 
 # ---- 4. loopback, two queue pairs --------------------------------------------
 start_daemon loop2 --loopback --queues=2
 run_testpmd 2 --forward-mode=io --tx-first
-((TP_RX >= 100 * burst)) || fail "two pairs: testpmd received only $TP_RX packets"
+((TP_RX >= 100 * burst)) || e2e_fail "two pairs: testpmd received only $TP_RX packets"
 ((TP_TX >= TP_RX && TP_TX - TP_RX <= 2048)) ||
-    fail "two pairs: RX-packets $TP_RX and TX-packets $TP_TX differ by more than the rings hold"
+    e2e_fail "two pairs: RX-packets $TP_RX and TX-packets $TP_TX differ by more than the rings hold"
 daemon_stats
 q0=$(field "${S_QUEUE[0]}" packets)
 q2=$(field "${S_QUEUE[2]}" packets)
 printf '       vhu-net pair 0 delivered %d, pair 1 delivered %d\n' "$q0" "$q2"
-((q0 > burst && q2 > burst)) || fail "two pairs: a pair carried no traffic beyond its first burst"
+((q0 > burst && q2 > burst)) || e2e_fail "two pairs: a pair carried no traffic beyond its first burst"
 run_testpmd 2 --forward-mode=io --tx-first
-((TP_RX >= 100 * burst)) || fail "two pairs, second run: testpmd received only $TP_RX packets"
+((TP_RX >= 100 * burst)) || e2e_fail "two pairs, second run: testpmd received only $TP_RX packets"
 ok "two queue pairs: both carry traffic, a second testpmd run works"
 stop_daemon
 

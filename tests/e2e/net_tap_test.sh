@@ -35,27 +35,12 @@ script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=guest-kit.sh
 source "$script_dir/guest-kit.sh"
 
-step() { printf '[ .. ] %s\n' "$*"; }
-ok() { printf '[ ok ] %s\n' "$*"; }
-bad() { printf '[FAIL] %s\n' "$*"; }
+(($# == 1)) || e2e_usage VHU_NET_BINARY
+net_bin=$(e2e_executable "$1") || exit 2
 
-if (($# != 1)); then
-    printf 'usage: %s VHU_NET_BINARY\n' "$0" >&2
-    exit 2
-fi
-net_bin=$1
-if [[ ! -x "$net_bin" ]]; then
-    printf '%s: %s is not an executable file\n' "$0" "$net_bin" >&2
-    exit 2
-fi
-[[ "$net_bin" == /* ]] || net_bin=$PWD/$net_bin
-
-missing=()
-for tool in "${KIT_QEMU:-qemu-system-x86_64}" busybox cpio gzip apt-get apt-cache dpkg-deb flock ip ping; do
-    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-done
-if ((${#missing[@]})); then
-    printf '[FAIL] missing host tools: %s\nRESULT: FAIL\n' "${missing[*]}"
+missing=$(e2e_missing_tools "${KIT_QEMU:-qemu-system-x86_64}" busybox cpio gzip apt-get apt-cache dpkg-deb flock ip ping)
+if [[ -n "$missing" ]]; then
+    printf '[FAIL] missing host tools: %s\nRESULT: FAIL\n' "$missing"
     exit 1
 fi
 if [[ $(id -u) != 0 ]]; then
@@ -67,71 +52,29 @@ subnet=10.213.$((RANDOM % 200 + 20))
 host_ip=$subnet.1
 guest_ip=$subnet.2
 ns=vhu-test-$$-$RANDOM
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/vhu-net-tap.XXXXXX")
+e2e_begin vhu-net-tap NET_E2E_KEEP
+tmp=$E2E_TMP
 daemon_pid=
 pinger_pid=
 ns_made=0
 current_log=
 
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if [[ -n "${KIT_QEMU_PID:-}" ]]; then
-        kill -KILL "$KIT_QEMU_PID" 2>/dev/null || true
-        wait "$KIT_QEMU_PID" 2>/dev/null || true
-    fi
-    if [[ -n "$pinger_pid" ]]; then
-        kill -KILL "$pinger_pid" 2>/dev/null || true
-        wait "$pinger_pid" 2>/dev/null || true
-    fi
-    if [[ -n "$daemon_pid" ]]; then
-        kill -KILL "$daemon_pid" 2>/dev/null || true
-        wait "$daemon_pid" 2>/dev/null || true
-    fi
+stop_own_processes() {
+    kit_stop_qemu
+    e2e_reap "$pinger_pid"
+    e2e_reap "$daemon_pid"
     if ((ns_made)); then
         ip netns del "$ns" 2>/dev/null || true
     fi
-    if [[ "${NET_E2E_KEEP:-0}" == 1 ]]; then
-        printf 'kept %s\n' "$tmp"
-    else
-        rm -rf "$tmp"
-    fi
-    exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+E2E_CLEANUP_HOOK=stop_own_processes
 
-alive() {
-    local pid=$1 state
-    [[ -n "$pid" ]] || return 1
-    kill -0 "$pid" 2>/dev/null || return 1
-    state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-    [[ -n "$state" && "$state" != Z ]]
+show_logs() {
+    kit_show_guest_log "$current_log"
+    [[ -f "$tmp/hostping.out" ]] && e2e_show_tail "host ping" "$tmp/hostping.out" 10
+    e2e_show_tail "vhu-net stderr" "$tmp/daemon.err" 30
 }
-
-show_tail() {
-    local title=$1 file=$2 lines=${3:-40}
-    printf -- '---- %s (%s, last %d lines) ----\n' "$title" "$file" "$lines"
-    if [[ -s "$file" ]]; then
-        tail -n "$lines" "$file" | tr -d '\r'
-    else
-        printf '(empty)\n'
-    fi
-    printf -- '---- end ----\n'
-}
-
-finish_fail() {
-    bad "$*"
-    if [[ -n "$current_log" ]]; then
-        show_tail "guest serial log" "$current_log"
-        show_tail "qemu output" "$current_log.qemu" 20
-    fi
-    [[ -f "$tmp/hostping.out" ]] && show_tail "host ping" "$tmp/hostping.out" 10
-    show_tail "vhu-net stderr" "$tmp/daemon.err" 30
-    printf 'RESULT: FAIL\n'
-    exit 1
-}
+E2E_FAIL_HOOK=show_logs
 
 in_ns() { ip netns exec "$ns" "$@"; }
 
@@ -141,28 +84,12 @@ printf 'vhu-net tap end-to-end test: %s\n' "$net_bin"
 
 # 1. Guest kernel (cached) and initramfs.
 step "guest kernel"
-if ! KIT_KERNEL=$(kit_kernel 2>"$tmp/kernel.err"); then
-    cat "$tmp/kernel.err"
-    finish_fail "no guest kernel available"
-fi
-export KIT_KERNEL
+kit_use_kernel "$tmp/kernel.err" || e2e_fail "no guest kernel available"
 ok "guest kernel $(basename "$KIT_KERNEL")"
 
-cat >"$tmp/init" <<EOF
-#!/bin/sh
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev 2>/dev/null
-guest=\$(sed -n 's/.*vhu_e2e_guest=\([0-9A-Za-z]*\).*/\1/p' /proc/cmdline)
-tag="VHU-E2E guest=\$guest"
-finish() {
-    echo "\$tag \$1"
-    sync
-    poweroff -f
-    sleep 10
-}
-( sleep $GUEST_WATCHDOG; echo "\$tag FAIL guest watchdog expired after ${GUEST_WATCHDOG}s"; poweroff -f ) &
+{
+    kit_init_header "$GUEST_WATCHDOG"
+    cat <<EOF
 for m in \$(cat /modules/order); do
     insmod "/modules/\$m.ko" || finish "FAIL insmod \$m"
 done
@@ -193,18 +120,15 @@ sleep 1
 echo "\$tag eth0 rx_packets=\$(cat /sys/class/net/eth0/statistics/rx_packets) tx_packets=\$(cat /sys/class/net/eth0/statistics/tx_packets)"
 finish "PASS guest_pings=$GUEST_PINGS/$GUEST_PINGS host_echo_requests=\$(echos)"
 EOF
+} >"$tmp/init"
 
 step "guest initramfs (${MODULES[*]})"
-if ! kit_initramfs "$tmp/initrd.gz" "$tmp/init" "${MODULES[@]}" 2>"$tmp/initramfs.err"; then
-    cat "$tmp/initramfs.err"
-    finish_fail "could not build the initramfs"
-fi
-export KIT_INITRD=$tmp/initrd.gz
+kit_build_initrd "$tmp" "${MODULES[@]}" || e2e_fail "could not build the initramfs"
 ok "initramfs $(($(stat -c %s "$KIT_INITRD") / 1024)) KiB"
 
 # 2. Namespace, daemon, tap.
 step "network namespace $ns"
-ip netns add "$ns" || finish_fail "ip netns add $ns failed"
+ip netns add "$ns" || e2e_fail "ip netns add $ns failed"
 ns_made=1
 in_ns ip link set lo up
 sock=$tmp/net.sock
@@ -214,8 +138,8 @@ ip netns exec "$ns" "$net_bin" --socket-path="$sock" --tap="$TAP" --verbose \
 daemon_pid=$!
 deadline=$((SECONDS + 10))
 while [[ ! -S "$sock" ]] || ! in_ns ip link show "$TAP" >/dev/null 2>&1; do
-    alive "$daemon_pid" || finish_fail "vhu-net exited before it was ready"
-    ((SECONDS < deadline)) || finish_fail "no socket $sock or tap $TAP within 10s"
+    e2e_alive "$daemon_pid" || e2e_fail "vhu-net exited before it was ready"
+    ((SECONDS < deadline)) || e2e_fail "no socket $sock or tap $TAP within 10s"
     sleep 0.1
 done
 in_ns ip addr add "$host_ip/24" dev "$TAP"
@@ -253,43 +177,34 @@ for ((g = 1; g <= GUESTS; g++)); do
     wait "$pinger_pid" 2>/dev/null || true
     pinger_pid=
     tr -d '\r' <"$current_log" | grep -a 'VHU-E2E' | sed "s/^/       guest $g: /" || true
-    ((qrc != 124)) || finish_fail "guest $g: QEMU killed after ${GUEST_TIMEOUT}s"
+    ((qrc != 124)) || e2e_fail "guest $g: QEMU killed after ${GUEST_TIMEOUT}s"
     grep -aq "VHU-E2E guest=$g PASS" "$current_log" ||
-        finish_fail "guest $g: no PASS marker in the serial log (QEMU status $qrc)"
-    ((qrc == 0)) || finish_fail "guest $g: PASS marker found but QEMU exited with status $qrc"
-    [[ -f "$tmp/hostping.rc" ]] || finish_fail "guest $g: the host never pinged the guest"
+        e2e_fail "guest $g: no PASS marker in the serial log (QEMU status $qrc)"
+    ((qrc == 0)) || e2e_fail "guest $g: PASS marker found but QEMU exited with status $qrc"
+    [[ -f "$tmp/hostping.rc" ]] || e2e_fail "guest $g: the host never pinged the guest"
     sed "s/^/       host ping: /" "$tmp/hostping.out"
     [[ $(<"$tmp/hostping.rc") == 0 ]] && grep -q " $HOST_PINGS received" "$tmp/hostping.out" ||
-        finish_fail "guest $g: the host's pings of $guest_ip were not all answered"
+        e2e_fail "guest $g: the host's pings of $guest_ip were not all answered"
     rx=$(($(tap_stat rx_packets) - tap_rx0))
     tx=$(($(tap_stat tx_packets) - tap_tx0))
     printf '       tap %s: %d packets received from the guest, %d sent to it\n' "$TAP" "$rx" "$tx"
     ((rx >= GUEST_PINGS + HOST_PINGS && tx >= GUEST_PINGS + HOST_PINGS)) ||
-        finish_fail "guest $g: tap counters show too little traffic (rx $rx, tx $tx)"
+        e2e_fail "guest $g: tap counters show too little traffic (rx $rx, tx $tx)"
     ok "guest $g: $GUEST_PINGS/$GUEST_PINGS guest pings and $HOST_PINGS/$HOST_PINGS host pings answered (${elapsed}s incl. boot)"
     sleep 1
-    alive "$daemon_pid" || finish_fail "vhu-net is no longer running after guest $g"
+    e2e_alive "$daemon_pid" || e2e_fail "vhu-net is no longer running after guest $g"
 done
 current_log=
 
 # 4. SIGTERM: exit status 0 and counters that saw the traffic.
 step "stopping vhu-net with SIGTERM"
-kill -TERM "$daemon_pid"
-deadline=$((SECONDS + 5))
-while alive "$daemon_pid" && ((SECONDS < deadline)); do
-    sleep 0.1
-done
-alive "$daemon_pid" && finish_fail "vhu-net still running 5s after SIGTERM"
-drc=0
-wait "$daemon_pid" || drc=$?
-daemon_pid=
-((drc == 0)) || finish_fail "vhu-net exited with status $drc after SIGTERM (expected 0)"
+e2e_stop_with_term daemon_pid 5 vhu-net
 total=$(grep 'stats (exit): total' "$tmp/daemon.err" || true)
-[[ -n "$total" ]] || finish_fail "vhu-net printed no counters at exit"
+[[ -n "$total" ]] || e2e_fail "vhu-net printed no counters at exit"
 d_rx=$(sed -n 's/.* rx_packets=\([0-9]*\).*/\1/p' <<<"$total")
 d_tx=$(sed -n 's/.* tx_packets=\([0-9]*\).*/\1/p' <<<"$total")
 min=$((GUESTS * (GUEST_PINGS + HOST_PINGS)))
 ((d_rx >= min && d_tx >= min)) ||
-    finish_fail "vhu-net counted rx $d_rx / tx $d_tx packets, expected at least $min each"
+    e2e_fail "vhu-net counted rx $d_rx / tx $d_tx packets, expected at least $min each"
 ok "vhu-net exited 0; ${total#*total }"
 printf 'RESULT: PASS (%d guests pinged through %s and were pinged back)\n' "$GUESTS" "$TAP"

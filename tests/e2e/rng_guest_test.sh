@@ -31,133 +31,59 @@ script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=guest-kit.sh
 source "$script_dir/guest-kit.sh"
 
-step() { printf '[ .. ] %s\n' "$*"; }
-ok() { printf '[ ok ] %s\n' "$*"; }
-bad() { printf '[FAIL] %s\n' "$*"; }
-
-if (($# != 1)); then
-    printf 'usage: %s VHU_RNG_BINARY\n' "$0" >&2
-    exit 2
-fi
-rng_bin=$1
-if [[ ! -x "$rng_bin" ]]; then
-    printf '%s: %s is not an executable file\n' "$0" "$rng_bin" >&2
-    exit 2
-fi
-[[ "$rng_bin" == /* ]] || rng_bin=$PWD/$rng_bin
+(($# == 1)) || e2e_usage VHU_RNG_BINARY
+rng_bin=$(e2e_executable "$1") || exit 2
 if ((READ_BYTES <= 0 || READ_BYTES % 4096 != 0)); then
     printf '%s: RNG_E2E_READ_BYTES must be a positive multiple of 4096\n' "$0" >&2
     exit 2
 fi
 
-missing=()
-for tool in "${KIT_QEMU:-qemu-system-x86_64}" busybox cpio gzip apt-get apt-cache dpkg-deb flock; do
-    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-done
-if ((${#missing[@]})); then
-    printf 'SKIP: missing host tools: %s\n' "${missing[*]}"
+missing=$(e2e_missing_tools "${KIT_QEMU:-qemu-system-x86_64}" busybox cpio gzip apt-get apt-cache dpkg-deb flock)
+if [[ -n "$missing" ]]; then
+    printf 'SKIP: missing host tools: %s\n' "$missing"
     exit 77
 fi
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/vhu-rng-e2e.XXXXXX")
+e2e_begin vhu-rng-e2e RNG_E2E_KEEP
+tmp=$E2E_TMP
 daemon_pid=
 current_log=
 
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if [[ -n "${KIT_QEMU_PID:-}" ]]; then
-        kill -KILL "$KIT_QEMU_PID" 2>/dev/null || true
-        wait "$KIT_QEMU_PID" 2>/dev/null || true
-    fi
-    if [[ -n "$daemon_pid" ]]; then
-        kill -TERM "$daemon_pid" 2>/dev/null || true
-        local end=$((SECONDS + 3))
-        while kill -0 "$daemon_pid" 2>/dev/null && ((SECONDS < end)); do
-            sleep 0.1
-        done
-        kill -KILL "$daemon_pid" 2>/dev/null || true
-        wait "$daemon_pid" 2>/dev/null || true
-    fi
-    if [[ "${RNG_E2E_KEEP:-0}" == 1 ]]; then
-        printf 'kept %s\n' "$tmp"
-    else
-        rm -rf "$tmp"
-    fi
-    exit "$rc"
+stop_own_processes() {
+    kit_stop_qemu
+    e2e_reap "$daemon_pid" 3
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+E2E_CLEANUP_HOOK=stop_own_processes
 
-# A process that exited but was not reaped yet still answers kill -0.
-daemon_alive() {
-    [[ -n "$daemon_pid" ]] || return 1
-    kill -0 "$daemon_pid" 2>/dev/null || return 1
-    local state
-    state=$(sed 's/.*) //' "/proc/$daemon_pid/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-    [[ -n "$state" && "$state" != Z ]]
+show_logs() {
+    kit_show_guest_log "$current_log"
+    e2e_show_tail "daemon stderr" "$tmp/daemon.err"
+    e2e_show_tail "daemon stdout" "$tmp/daemon.out" 10
 }
-
-show_tail() {
-    local title=$1 file=$2 lines=${3:-40}
-    printf -- '---- %s (%s, last %d lines) ----\n' "$title" "$file" "$lines"
-    if [[ -s "$file" ]]; then
-        tail -n "$lines" "$file" | tr -d '\r'
-    else
-        printf '(empty)\n'
-    fi
-    printf -- '---- end ----\n'
-}
-
-finish_fail() {
-    bad "$*"
-    if [[ -n "$current_log" ]]; then
-        show_tail "guest serial log" "$current_log"
-        show_tail "qemu output" "$current_log.qemu" 20
-    fi
-    show_tail "daemon stderr" "$tmp/daemon.err"
-    show_tail "daemon stdout" "$tmp/daemon.out" 10
-    printf 'RESULT: FAIL\n'
-    exit 1
-}
+E2E_FAIL_HOOK=show_logs
 
 printf 'vhu-rng end-to-end test: %s\n' "$rng_bin"
 
 # 1. Guest kernel (cached).
 step "guest kernel"
-if ! KIT_KERNEL=$(kit_kernel 2>"$tmp/kernel.err"); then
-    cat "$tmp/kernel.err"
+if ! kit_use_kernel "$tmp/kernel.err"; then
     printf 'SKIP: no guest kernel available\n'
     exit 77
 fi
-export KIT_KERNEL
 ok "guest kernel $(basename "$KIT_KERNEL") (cache $(kit_default_cache))"
 
 # 2. Pattern source file for the daemon.
 head -c "$SOURCE_BYTES" /dev/zero | tr '\000' "\\$PATTERN_OCT" >"$tmp/pattern.bin"
 if [[ $(stat -c %s "$tmp/pattern.bin") != "$SOURCE_BYTES" ]] ||
     [[ $(tr -d "\\$PATTERN_OCT" <"$tmp/pattern.bin" | wc -c) != 0 ]]; then
-    finish_fail "could not create the pattern file"
+    e2e_fail "could not create the pattern file"
 fi
 ok "source file: $SOURCE_BYTES bytes of 0x$PATTERN_HEX"
 
 # 3. Guest initramfs.
-cat >"$tmp/init" <<EOF
-#!/bin/sh
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev 2>/dev/null
-guest=\$(sed -n 's/.*vhu_e2e_guest=\([0-9A-Za-z]*\).*/\1/p' /proc/cmdline)
-tag="VHU-E2E guest=\$guest"
-finish() {
-    echo "\$tag \$1"
-    sync
-    poweroff -f
-    sleep 10
-}
-( sleep $GUEST_WATCHDOG; echo "\$tag FAIL guest watchdog expired after ${GUEST_WATCHDOG}s"; poweroff -f ) &
+{
+    kit_init_header "$GUEST_WATCHDOG"
+    cat <<EOF
 echo "\$tag init started at \$(cut -d' ' -f1 /proc/uptime)s, kernel \$(uname -r)"
 for m in \$(cat /modules/order); do
     insmod "/modules/\$m.ko" || finish "FAIL insmod \$m"
@@ -192,13 +118,10 @@ fi
 bad=\$(cmp -l /tmp/want /tmp/got 2>/dev/null | wc -l)
 finish "FAIL bytes=\$got mismatching=\$bad (expected every byte 0x$PATTERN_HEX)"
 EOF
+} >"$tmp/init"
 
 step "guest initramfs (${MODULES[*]})"
-if ! kit_initramfs "$tmp/initrd.gz" "$tmp/init" "${MODULES[@]}" 2>"$tmp/initramfs.err"; then
-    cat "$tmp/initramfs.err"
-    finish_fail "could not build the initramfs"
-fi
-export KIT_INITRD=$tmp/initrd.gz
+kit_build_initrd "$tmp" "${MODULES[@]}" || e2e_fail "could not build the initramfs"
 ok "initramfs $(($(stat -c %s "$KIT_INITRD") / 1024)) KiB"
 
 # 4. The daemon, started once for both guests.
@@ -207,23 +130,13 @@ step "starting $(basename "$rng_bin") --socket-path=$sock --source=$tmp/pattern.
 "$rng_bin" --socket-path="$sock" --source="$tmp/pattern.bin" \
     </dev/null >"$tmp/daemon.out" 2>"$tmp/daemon.err" &
 daemon_pid=$!
-deadline=$((SECONDS + 10))
-while [[ ! -S "$sock" ]]; do
-    if ! daemon_alive; then
-        drc=0
-        wait "$daemon_pid" || drc=$?
-        daemon_pid=
-        finish_fail "daemon exited with status $drc before creating its socket"
-    fi
-    ((SECONDS < deadline)) || finish_fail "daemon socket $sock did not appear within 10s"
-    sleep 0.1
-done
+e2e_wait_for_socket "$sock" daemon_pid
 ok "daemon pid $daemon_pid listening on $sock"
 
 # 5. Guests, one after the other, against the same daemon process.
 for ((g = 1; g <= GUESTS; g++)); do
     current_log=$tmp/guest$g.log
-    [[ -S "$sock" ]] || finish_fail "daemon socket $sock is gone before guest $g"
+    [[ -S "$sock" ]] || e2e_fail "daemon socket $sock is gone before guest $g"
     step "guest $g: booting with vhost-user-rng-pci"
     start=$SECONDS
     qrc=0
@@ -234,21 +147,19 @@ for ((g = 1; g <= GUESTS; g++)); do
     elapsed=$((SECONDS - start))
     tr -d '\r' <"$current_log" | grep -a 'VHU-E2E' | sed "s/^/       guest $g: /" || true
     if ((qrc == 124)); then
-        finish_fail "guest $g: QEMU killed after ${GUEST_TIMEOUT}s timeout"
+        e2e_fail "guest $g: QEMU killed after ${GUEST_TIMEOUT}s timeout"
     fi
     if ! grep -aq "VHU-E2E guest=$g PASS bytes=" "$current_log"; then
-        finish_fail "guest $g: no PASS marker in the serial log (QEMU status $qrc)"
+        e2e_fail "guest $g: no PASS marker in the serial log (QEMU status $qrc)"
     fi
     if ((qrc != 0)); then
-        finish_fail "guest $g: PASS marker found but QEMU exited with status $qrc"
+        e2e_fail "guest $g: PASS marker found but QEMU exited with status $qrc"
     fi
     ok "guest $g: PASS marker found, QEMU exited 0 (${elapsed}s incl. boot)"
     sleep 1
-    if ! daemon_alive; then
-        drc=0
-        wait "$daemon_pid" || drc=$?
-        daemon_pid=
-        finish_fail "daemon is no longer running after guest $g (exit status $drc)"
+    if ! e2e_alive "$daemon_pid"; then
+        e2e_collect daemon_pid
+        e2e_fail "daemon is no longer running after guest $g (exit status $E2E_STATUS)"
     fi
     ok "daemon still running after guest $g"
 done
@@ -256,20 +167,7 @@ current_log=
 
 # 6. SIGTERM must stop the daemon with status 0.
 step "stopping daemon with SIGTERM"
-kill -TERM "$daemon_pid"
-deadline=$((SECONDS + 5))
-while daemon_alive && ((SECONDS < deadline)); do
-    sleep 0.1
-done
-if daemon_alive; then
-    finish_fail "daemon still running 5s after SIGTERM"
-fi
-drc=0
-wait "$daemon_pid" || drc=$?
-daemon_pid=
-if ((drc != 0)); then
-    finish_fail "daemon exited with status $drc after SIGTERM (expected 0)"
-fi
+e2e_stop_with_term daemon_pid 5 daemon
 ok "daemon exited with status 0"
 if [[ -s "$tmp/daemon.err" ]]; then
     printf '       daemon stderr: %d lines (last: %s)\n' \
