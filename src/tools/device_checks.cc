@@ -2,6 +2,8 @@
 #include "tools/device_checks.h"
 
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -183,10 +185,16 @@ void put_le(std::vector<uint8_t>& b, size_t off, T v) {
 
 // ---- Host side of the image file ----
 
+// The size of a regular file, or of a block device (whose st_size is 0).
 int64_t file_size(const std::string& path) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) throw_errno("stat " + path);
-  return st.st_size;
+  if (!S_ISBLK(st.st_mode)) return st.st_size;
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) throw_errno("open " + path);
+  uint64_t bytes = 0;
+  if (::ioctl(fd.get(), BLKGETSIZE64, &bytes) != 0) throw_errno("BLKGETSIZE64 " + path);
+  return static_cast<int64_t>(bytes);
 }
 
 std::vector<uint8_t> read_file(const std::string& path, uint64_t off, size_t len) {
