@@ -72,6 +72,7 @@ bool SplitQueue::attach(MemoryTablePtr mem, uint16_t num, uint64_t desc_uva, uin
     return false;
   }
   last_avail_ = next_avail;
+  avail_seen_ = next_avail;
   used_idx_ = load16(used_ + 2, __ATOMIC_ACQUIRE);
   published_used_ = used_idx_;
   signalled_valid_ = false;
@@ -145,7 +146,9 @@ uint16_t SplitQueue::load_avail_idx() const { return load16(avail_ + 2, __ATOMIC
 
 bool SplitQueue::pending() const {
   if (!desc_) return false;
-  return load_avail_idx() != last_avail_;
+  if (avail_seen_ != last_avail_) return true;
+  avail_seen_ = load_avail_idx();
+  return avail_seen_ != last_avail_;
 }
 
 SplitQueue::Pop SplitQueue::broken(std::string& err, std::string what, Chain* c) {
@@ -171,14 +174,17 @@ bool SplitQueue::add_buffer(Chain* c, uint64_t addr, uint32_t len, bool writable
 }
 
 SplitQueue::Pop SplitQueue::pop(Chain*& out, std::string& err) {
-  uint16_t avail_idx = load_avail_idx();
+  // The shared avail index is read again only once the chains it announced
+  // are taken: every read of it is a cache miss while the driver writes.
+  uint16_t avail_idx = avail_seen_;
+  if (avail_idx == last_avail_) avail_idx = avail_seen_ = load_avail_idx();
   if (avail_idx == last_avail_) {
     if (!event_idx_ || !kicks_enabled_) return Pop::kEmpty;
     // Ask for a kick at the next index, then look once more: the driver may
     // have added a chain before it saw the new avail_event.
     store16(used_ + 4 + 8 * num_, last_avail_);
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    avail_idx = load_avail_idx();
+    avail_idx = avail_seen_ = load_avail_idx();
     if (avail_idx == last_avail_) return Pop::kEmpty;
   }
   uint16_t pending = static_cast<uint16_t>(avail_idx - last_avail_);

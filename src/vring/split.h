@@ -117,6 +117,7 @@ class SplitQueue {
   bool event_idx_ = false, indirect_ = false;
   bool kicks_enabled_ = true;
   uint16_t last_avail_ = 0;
+  mutable uint16_t avail_seen_ = 0;  // the avail index as last read
   uint16_t used_idx_ = 0;
   uint16_t published_used_ = 0;  // the used index as the driver sees it
   uint16_t signalled_used_ = 0;
