@@ -744,7 +744,9 @@ VHU_EXPORT uint64_t vhu_daemon_protocol_features(const vhu_daemon* daemon);
  * @par Ownership
  * Borrowed; valid until vhu_daemon_free().
  * @par Threading
- * Any thread; what may be done with the vring is documented per function.
+ * Before the daemon runs, the thread that owns the daemon (the first call
+ * builds its loops); once it runs, any thread. What may be done with the
+ * vring is documented per function.
  */
 VHU_EXPORT vhu_vring* vhu_daemon_get_vring(vhu_daemon* daemon, uint16_t index);
 
