@@ -51,12 +51,7 @@ fn fail(msg: &str) -> ! {
 }
 
 fn main() {
-    for var in [
-        "PKG_CONFIG",
-        "PKG_CONFIG_PATH",
-        "PKG_CONFIG_LIBDIR",
-        "PKG_CONFIG_SYSROOT_DIR",
-    ] {
+    for var in ["PKG_CONFIG", "PKG_CONFIG_PATH", "PKG_CONFIG_LIBDIR", "PKG_CONFIG_SYSROOT_DIR"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
     println!("cargo:rerun-if-changed=build.rs");
@@ -94,10 +89,7 @@ fn main() {
     if let Some(dir) = libdirs.first() {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
     }
-    println!(
-        "cargo:libdir={}",
-        libdirs.first().map(String::as_str).unwrap_or("")
-    );
+    println!("cargo:libdir={}", libdirs.first().map(String::as_str).unwrap_or(""));
     println!("cargo:includedir={includedir}");
     println!("cargo:version={version}");
     println!("cargo:cflags={cflags}");

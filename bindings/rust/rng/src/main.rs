@@ -73,10 +73,7 @@ impl Backend for Rng {
                 Ok(Some(c)) => c,
                 Ok(None) => break,
                 Err(e) => {
-                    eprintln!(
-                        "vhu-rng-rs: queue {}: {e}; waiting for a reset",
-                        vring.index()
-                    );
+                    eprintln!("vhu-rng-rs: queue {}: {e}; waiting for a reset", vring.index());
                     break;
                 }
             };
@@ -143,11 +140,7 @@ fn parse_args() -> Result<Options, ExitCode> {
         eprint!("{USAGE}");
         return Err(ExitCode::from(2));
     };
-    Ok(Options {
-        socket,
-        source,
-        verbose,
-    })
+    Ok(Options { socket, source, verbose })
 }
 
 fn main() -> ExitCode {
@@ -169,9 +162,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
 
-    let backend = Rng {
-        source: Mutex::new(Source { file, is_file }),
-    };
+    let backend = Rng { source: Mutex::new(Source { file, is_file }) };
     let mut daemon = match Daemon::new(backend) {
         Ok(d) => d,
         Err(e) => {
@@ -185,9 +176,7 @@ fn main() -> ExitCode {
         _ => LogLevel::Debug,
     };
     let setup = daemon
-        .set_log(level, |level, msg| {
-            eprintln!("vhu-rng-rs: {}: {msg}", level.name())
-        })
+        .set_log(level, |level, msg| eprintln!("vhu-rng-rs: {}: {msg}", level.name()))
         .and_then(|()| daemon.listen(&opts.socket))
         .and_then(|()| daemon.stop_on_signals(&[SIGINT, SIGTERM]));
     if let Err(e) = setup {

@@ -34,39 +34,23 @@ fn vhu_check_passes_and_sigterm_exits_0() {
         let passed: u32 = summary.split_whitespace().next().unwrap().parse().unwrap();
         assert!(passed >= 15, "only {passed} checks passed");
         // The data path really ran: the round trip used a buffer.
-        assert!(
-            stdout.contains("PASS io-round-trip"),
-            "io-round-trip did not pass"
-        );
+        assert!(stdout.contains("PASS io-round-trip"), "io-round-trip did not pass");
     }
 
     let status = daemon.terminate();
-    assert!(
-        status.success(),
-        "daemon exit status {status:?}\n{}",
-        daemon.log()
-    );
+    assert!(status.success(), "daemon exit status {status:?}\n{}", daemon.log());
     assert!(!daemon.socket.exists(), "socket left behind after exit");
 }
 
 #[test]
 fn help_and_bad_usage() {
-    let out = Command::new(common::daemon_bin())
-        .arg("--help")
-        .output()
-        .unwrap();
+    let out = Command::new(common::daemon_bin()).arg("--help").output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("--socket-path=PATH"));
-    let out = Command::new(common::daemon_bin())
-        .arg("--bogus")
-        .output()
-        .unwrap();
+    let out = Command::new(common::daemon_bin()).arg("--bogus").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let out = Command::new(common::daemon_bin())
-        .args([
-            "--socket-path=/nonexistent/x.sock",
-            "--source=/nonexistent/file",
-        ])
+        .args(["--socket-path=/nonexistent/x.sock", "--source=/nonexistent/file"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -130,9 +130,7 @@ fn struct_layouts_match_the_header() {
     let c = c_values();
     let mut checked = 0;
     let mut check = |key: &str, rust: usize| {
-        let want = *c
-            .get(key)
-            .unwrap_or_else(|| panic!("probe did not print {key}"));
+        let want = *c.get(key).unwrap_or_else(|| panic!("probe did not print {key}"));
         assert_eq!(rust as u64, want, "{key}: Rust {rust}, C {want}");
         checked += 1;
     };
@@ -172,17 +170,11 @@ fn struct_layouts_match_the_header() {
         errors
     );
     check("sizeof struct iovec", size_of::<iovec>());
-    check(
-        "offsetof struct iovec.iov_base",
-        offset_of!(iovec, iov_base),
-    );
+    check("offsetof struct iovec.iov_base", offset_of!(iovec, iov_base));
     check("offsetof struct iovec.iov_len", offset_of!(iovec, iov_len));
     check("sizeof vhu_log_level", size_of::<vhu_log_level>());
     assert_eq!(checked, 28);
-    assert_eq!(
-        vhu_backend_ops::zeroed().struct_size,
-        size_of::<vhu_backend_ops>()
-    );
+    assert_eq!(vhu_backend_ops::zeroed().struct_size, size_of::<vhu_backend_ops>());
 }
 
 #[test]
@@ -206,10 +198,7 @@ fn constants_match_the_header() {
         ("VHU_PROTOCOL_F_BACKEND_REQ", VHU_PROTOCOL_F_BACKEND_REQ),
         ("VHU_PROTOCOL_F_CONFIG", VHU_PROTOCOL_F_CONFIG),
         ("VHU_PROTOCOL_F_RESET_DEVICE", VHU_PROTOCOL_F_RESET_DEVICE),
-        (
-            "VHU_PROTOCOL_F_CONFIGURE_MEM_SLOTS",
-            VHU_PROTOCOL_F_CONFIGURE_MEM_SLOTS,
-        ),
+        ("VHU_PROTOCOL_F_CONFIGURE_MEM_SLOTS", VHU_PROTOCOL_F_CONFIGURE_MEM_SLOTS),
         ("VHU_PROTOCOL_F_STATUS", VHU_PROTOCOL_F_STATUS),
         ("VHU_HAVE_SET_POLL", VHU_HAVE_SET_POLL as u64),
         ("VHU_HAVE_PUSH_MANY", VHU_HAVE_PUSH_MANY as u64),
@@ -220,9 +209,7 @@ fn constants_match_the_header() {
     ];
     for (name, rust) in consts {
         let key = format!("const {name}");
-        let want = *c
-            .get(&key)
-            .unwrap_or_else(|| panic!("probe did not print {key}"));
+        let want = *c.get(&key).unwrap_or_else(|| panic!("probe did not print {key}"));
         assert_eq!(*rust, want, "{name}: Rust {rust:#x}, C {want:#x}");
     }
 }
@@ -233,17 +220,10 @@ fn linked_library_reports_a_0_x_version() {
     // SAFETY: the three pointers are valid for writes.
     unsafe { vhu_version(&mut major, &mut minor, &mut patch) };
     assert_eq!(major, VHU_VERSION_MAJOR);
-    assert!(
-        minor >= VHU_VERSION_MINOR,
-        "library {major}.{minor}.{patch}"
-    );
+    assert!(minor >= VHU_VERSION_MINOR, "library {major}.{minor}.{patch}");
     assert!(patch >= 0);
     let pc = env!("VHOSTUSER_SYS_VERSION");
-    assert_eq!(
-        pc,
-        format!("{major}.{minor}.{patch}"),
-        "pkg-config version vs vhu_version()"
-    );
+    assert_eq!(pc, format!("{major}.{minor}.{patch}"), "pkg-config version vs vhu_version()");
     // SAFETY: vhu_strerror never returns NULL and the string is static.
     let s = unsafe { std::ffi::CStr::from_ptr(vhu_strerror(-22)) };
     assert!(!s.to_bytes().is_empty());

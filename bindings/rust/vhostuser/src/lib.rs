@@ -84,9 +84,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 fn strerror(status: c_int) -> String {
     // SAFETY: vhu_strerror never returns NULL and the string is static.
-    unsafe { CStr::from_ptr(sys::vhu_strerror(status)) }
-        .to_string_lossy()
-        .into_owned()
+    unsafe { CStr::from_ptr(sys::vhu_strerror(status)) }.to_string_lossy().into_owned()
 }
 
 impl Error {
@@ -94,18 +92,12 @@ impl Error {
     /// description of it as message.
     pub fn from_errno(errno: i32) -> Error {
         let errno = errno.abs();
-        Error {
-            errno,
-            message: strerror(-errno),
-        }
+        Error { errno, message: strerror(-errno) }
     }
 
     /// An error for `errno` (positive or negative) with a message of yours.
     pub fn new(errno: i32, message: impl Into<String>) -> Error {
-        Error {
-            errno: errno.abs(),
-            message: message.into(),
-        }
+        Error { errno: errno.abs(), message: message.into() }
     }
 
     /// The errno value (positive, e.g. `EINVAL`).
@@ -141,12 +133,8 @@ impl Error {
             Err(Error::from_errno(status))
         } else {
             // SAFETY: err came from the library and is freed only below.
-            let (code, msg) = unsafe {
-                (
-                    sys::vhu_error_code(err),
-                    CStr::from_ptr(sys::vhu_error_message(err)),
-                )
-            };
+            let (code, msg) =
+                unsafe { (sys::vhu_error_code(err), CStr::from_ptr(sys::vhu_error_message(err))) };
             let code = if code < 0 { code } else { status };
             Err(Error::new(code, msg.to_string_lossy()))
         };
@@ -164,11 +152,7 @@ impl fmt::Display for Error {
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Error {{ errno: {}, message: {:?} }}",
-            self.errno, self.message
-        )
+        write!(f, "Error {{ errno: {}, message: {:?} }}", self.errno, self.message)
     }
 }
 
@@ -403,14 +387,10 @@ mod trampolines {
         call::<B, _>(ud, "features", features::DEFAULT, |b| b.features())
     }
     pub unsafe extern "C" fn get_protocol_features<B: Backend>(ud: *mut c_void) -> u64 {
-        call::<B, _>(ud, "protocol_features", protocol_features::ALL, |b| {
-            b.protocol_features()
-        })
+        call::<B, _>(ud, "protocol_features", protocol_features::ALL, |b| b.protocol_features())
     }
     pub unsafe extern "C" fn features_acked<B: Backend>(features: u64, ud: *mut c_void) -> c_int {
-        call::<B, _>(ud, "features_acked", -errno::EIO, |b| {
-            status(b.features_acked(features))
-        })
+        call::<B, _>(ud, "features_acked", -errno::EIO, |b| status(b.features_acked(features)))
     }
     pub unsafe extern "C" fn get_config<B: Backend>(
         offset: u32,
@@ -447,7 +427,15 @@ mod trampolines {
     }
     pub unsafe extern "C" fn handle_queue<B: Backend>(vr: *mut sys::vhu_vring, ud: *mut c_void) {
         let vring = Vring::from_raw(vr);
-        call::<B, _>(ud, "handle_queue", (), |b| b.handle_queue(&vring))
+        let ok = call::<B, _>(ud, "handle_queue", false, |b| {
+            b.handle_queue(&vring);
+            true
+        });
+        if !ok {
+            // Chains the handler held were pushed back (empty) as the panic
+            // unwound; tell the driver about them.
+            let _ = vring.notify();
+        }
     }
     pub unsafe extern "C" fn queue_started<B: Backend>(vr: *mut sys::vhu_vring, ud: *mut c_void) {
         let vring = Vring::from_raw(vr);
@@ -530,10 +518,7 @@ impl<'a> Vring<'a> {
     /// # Safety
     /// `raw` must be a vring the library passed to the current callback.
     unsafe fn from_raw(raw: *mut sys::vhu_vring) -> Vring<'a> {
-        Vring {
-            raw: NonNull::new(raw).expect("NULL vring"),
-            _call: PhantomData,
-        }
+        Vring { raw: NonNull::new(raw).expect("NULL vring"), _call: PhantomData }
     }
 
     fn ptr(&self) -> *mut sys::vhu_vring {
@@ -656,6 +641,93 @@ impl<'a> Vring<'a> {
 ///
 /// Give it back with [`Vring::push`] (or [`Vring::unpop`]). A chain dropped
 /// without either is pushed with 0 bytes written, so the driver gets it back.
+///
+/// The compiler holds you to the rules of the C API. A chain cannot outlive
+/// the handler call that popped it:
+///
+/// ```compile_fail
+/// use std::cell::RefCell;
+/// use vhostuser::{Backend, DescChain, Vring};
+/// thread_local!(static HELD: RefCell<Option<DescChain<'static>>> = RefCell::new(None));
+/// struct Keep;
+/// impl Backend for Keep {
+///     fn num_queues(&self) -> u16 { 1 }
+///     fn handle_queue(&self, vring: &Vring<'_>) {
+///         if let Ok(Some(c)) = vring.pop() {
+///             HELD.with(|h| *h.borrow_mut() = Some(c)); // error: escapes the call
+///         }
+///     }
+/// }
+/// ```
+///
+/// nor be used once pushed:
+///
+/// ```compile_fail
+/// # use vhostuser::{Backend, Vring};
+/// # struct Twice;
+/// # impl Backend for Twice {
+/// #   fn num_queues(&self) -> u16 { 1 }
+///     fn handle_queue(&self, vring: &Vring<'_>) {
+///         if let Ok(Some(c)) = vring.pop() {
+///             vring.push(c, 0).unwrap();
+///             let _ = c.head(); // error: use of a moved value
+///         }
+///     }
+/// # }
+/// ```
+///
+/// and neither can a guest-memory slice taken from it:
+///
+/// ```compile_fail
+/// # use vhostuser::{Backend, Vring};
+/// # struct Slice;
+/// # impl Backend for Slice {
+/// #   fn num_queues(&self) -> u16 { 1 }
+///     fn handle_queue(&self, vring: &Vring<'_>) {
+///         if let Ok(Some(c)) = vring.pop() {
+///             let data = c.readable().next().unwrap();
+///             vring.push(c, 0).unwrap(); // error: `c` is still borrowed
+///             let _ = data[0];
+///         }
+///     }
+/// # }
+/// ```
+///
+/// A chain (like a [`Vring`]) stays on the queue's thread:
+///
+/// ```compile_fail
+/// # use vhostuser::{Backend, Vring};
+/// # struct Move;
+/// # impl Backend for Move {
+/// #   fn num_queues(&self) -> u16 { 1 }
+///     fn handle_queue(&self, vring: &Vring<'_>) {
+///         if let Ok(Some(c)) = vring.pop() {
+///             std::thread::scope(|s| {
+///                 s.spawn(move || drop(c)); // error: DescChain is not Send
+///             });
+///         }
+///     }
+/// # }
+/// ```
+///
+/// The same handler written correctly compiles:
+///
+/// ```no_run
+/// # use vhostuser::{Backend, Vring};
+/// # struct Echo;
+/// # impl Backend for Echo {
+/// #   fn num_queues(&self) -> u16 { 1 }
+///     fn handle_queue(&self, vring: &Vring<'_>) {
+///         while let Ok(Some(mut c)) = vring.pop() {
+///             let mut msg = vec![0u8; c.readable_len()];
+///             c.read_at(0, &mut msg);
+///             let n = c.write_at(0, &msg);
+///             vring.push(c, n as u32).unwrap();
+///         }
+///         vring.notify().unwrap();
+///     }
+/// # }
+/// ```
 pub struct DescChain<'a> {
     raw: NonNull<sys::vhu_chain>,
     vring: NonNull<sys::vhu_vring>,
@@ -673,10 +745,7 @@ fn iov_slice<'c>(p: *const sys::iovec, n: c_uint) -> &'c [sys::iovec] {
 
 impl<'a> DescChain<'a> {
     fn into_raw(self, vring: &Vring<'a>) -> *mut sys::vhu_chain {
-        assert_eq!(
-            self.vring, vring.raw,
-            "chain pushed to a vring it was not popped from"
-        );
+        assert_eq!(self.vring, vring.raw, "chain pushed to a vring it was not popped from");
         let c = self.raw.as_ptr();
         std::mem::forget(self);
         c
@@ -760,7 +829,9 @@ impl Drop for DescChain<'_> {
 pub struct Daemon {
     raw: NonNull<sys::vhu_daemon>,
     // Owned here, referenced by the C daemon as log user_data: dropped only
-    // after vhu_daemon_free.
+    // after vhu_daemon_free. Boxed: the C side needs a thin pointer that
+    // stays put while the Vec grows.
+    #[allow(clippy::vec_box)]
     logs: Vec<Box<Arc<LogFn>>>,
     shared_log: *const Mutex<Option<(Arc<LogFn>, LogLevel)>>,
     signals: Vec<i32>,
@@ -788,11 +859,7 @@ impl Daemon {
             get_features: Some(trampolines::get_features::<B>),
             get_protocol_features: Some(trampolines::get_protocol_features::<B>),
             features_acked: Some(trampolines::features_acked::<B>),
-            get_config: if B::HAS_CONFIG {
-                Some(trampolines::get_config::<B>)
-            } else {
-                None
-            },
+            get_config: if B::HAS_CONFIG { Some(trampolines::get_config::<B>) } else { None },
             set_config: Some(trampolines::set_config::<B>),
             handle_queue: Some(trampolines::handle_queue::<B>),
             queue_started: Some(trampolines::queue_started::<B>),
@@ -801,10 +868,7 @@ impl Daemon {
             device_reset: Some(trampolines::device_reset::<B>),
             ..sys::vhu_backend_ops::zeroed()
         };
-        let shared = Box::into_raw(Box::new(Shared {
-            backend,
-            log: Mutex::new(None),
-        }));
+        let shared = Box::into_raw(Box::new(Shared { backend, log: Mutex::new(None) }));
         let shared_log = unsafe { &(*shared).log } as *const _;
         let mut out = ptr::null_mut();
         let mut err = ptr::null_mut();
@@ -1012,30 +1076,21 @@ mod signal_stop {
             DAEMON.compare_exchange(ptr::null_mut(), d, Ordering::SeqCst, Ordering::SeqCst)
         {
             if cur != d {
-                return Err(Error::new(
-                    errno::EBUSY,
-                    "another daemon handles the signals",
-                ));
+                return Err(Error::new(errno::EBUSY, "another daemon handles the signals"));
             }
         }
         for &s in signals {
             let handler = on_signal as extern "C" fn(c_int) as usize;
             // SAFETY: on_signal is async-signal-safe.
             if unsafe { signal(s, handler) } == SIG_ERR {
-                return Err(Error::new(
-                    errno::EINVAL,
-                    format!("cannot handle signal {s}"),
-                ));
+                return Err(Error::new(errno::EINVAL, format!("cannot handle signal {s}")));
             }
         }
         Ok(())
     }
 
     pub fn uninstall(d: *mut sys::vhu_daemon, signals: &[i32]) {
-        if DAEMON
-            .compare_exchange(d, ptr::null_mut(), Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-        {
+        if DAEMON.compare_exchange(d, ptr::null_mut(), Ordering::SeqCst, Ordering::SeqCst).is_ok() {
             for &s in signals {
                 unsafe { signal(s, SIG_DFL) };
             }

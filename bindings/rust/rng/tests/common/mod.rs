@@ -42,10 +42,7 @@ pub fn prefix() -> PathBuf {
 
 /// The repository's top directory.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../..")
-        .canonicalize()
-        .unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..").canonicalize().unwrap()
 }
 
 pub fn daemon_bin() -> &'static str {
@@ -70,18 +67,10 @@ impl Daemon {
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
             .expect("starting vhu-rng-rs");
-        let d = Daemon {
-            child: Some(child),
-            socket,
-            stderr,
-        };
+        let d = Daemon { child: Some(child), socket, stderr };
         let t0 = Instant::now();
         while !d.socket.exists() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "no socket after 10 s: {}",
-                d.log()
-            );
+            assert!(t0.elapsed() < Duration::from_secs(10), "no socket after 10 s: {}", d.log());
             std::thread::sleep(Duration::from_millis(20));
         }
         d
@@ -95,10 +84,7 @@ impl Daemon {
     pub fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("daemon already stopped");
         let pid = child.id().to_string();
-        let st = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("running kill");
+        let st = Command::new("kill").args(["-TERM", &pid]).status().expect("running kill");
         assert!(st.success(), "kill -TERM {pid} failed");
         let t0 = Instant::now();
         loop {
