@@ -575,6 +575,10 @@ impl<'a> Vring<'a> {
     /// (all visible to the driver at once).
     pub fn push_many(&self, chains: Vec<(DescChain<'a>, u32)>) -> Result<()> {
         let n = chains.len();
+        if chains.iter().any(|(c, _)| c.vring != self.raw) {
+            // Dropping `chains` hands every chain back to its own vring.
+            return Err(Error::new(errno::EINVAL, "a chain was popped from another vring"));
+        }
         let mut raw = Vec::with_capacity(n);
         let mut written = Vec::with_capacity(n);
         for (c, w) in chains {
