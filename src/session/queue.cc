@@ -240,6 +240,7 @@ int vhu_vring::unpop(vhu_chain* c) {
 int vhu_vring::notify() {
   if (!started_) return -ENOTCONN;
   if (broken_) return -EIO;
+  sq_.publish();  // what was pushed becomes visible even with no call fd
   if (!call_fd_) {
     bump(stats_.suppressed);
     return 0;
