@@ -46,6 +46,15 @@ cmake --build "$prefix/cmake-consumer" >/dev/null
 "$prefix/cmake-consumer/consumer"
 record "installed library: SONAME $soname, only vhu_* exported, C11 consumers via pkg-config and find_package ok"
 
+step "ABI gate (exported symbols against abi/vhostuser.symbols)"
+abi/test-check.sh
+abi/check.sh "$lib"
+record "ABI gate: exported symbols match abi/vhostuser.symbols"
+
+step "API reference (Doxygen, warnings are errors)"
+docs/build.sh "$prefix/docs"
+record "API reference: built with no warnings"
+
 step "installed programs"
 for prog in vhu-blk vhu-net vhu-rng vhu-check; do
   "$prefix/bin/$prog" --help >/dev/null
@@ -80,7 +89,7 @@ record "fuzzing: no findings in ${VHU_FUZZ_SECONDS:-45} s per target"
 step "summary"
 printf '%s\n' "${results[@]}"
 # ctest ran the suite twice (plain and sanitized); the other checks are the
-# installed-library, installed-programs, installed-QEMU, formatting and
-# fuzzing steps above.
+# installed-library, ABI, API-reference, installed-programs,
+# installed-QEMU, formatting and fuzzing steps above.
 n=$(ctest --test-dir build-ci -N | sed -n 's/^Total Tests: //p')
-echo "all: $((2 * n + 5)) passed, 0 failed"
+echo "all: $((2 * n + 7)) passed, 0 failed"
