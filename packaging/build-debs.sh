@@ -33,6 +33,11 @@ ok() {
   passed=$((passed + 1))
 }
 
+for tool in dpkg-buildpackage dh lintian cmake ninja pkg-config cc; do
+  command -v "$tool" >/dev/null ||
+    fail "$tool is missing (apt-get install build-essential debhelper lintian cmake ninja-build pkg-config libevent-dev)"
+done
+
 # ---- a clean copy of the source tree ----
 version=$(sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' "$top/debian/changelog")
 upstream=${version%-*}
@@ -58,7 +63,7 @@ step "dpkg-buildpackage -us -uc -b"
   }
 grep -E '^dpkg-(gensymbols|shlibdeps): (warning|error)' "$tmp/buildpackage.log" || true
 if grep -q '^dpkg-gensymbols: warning: some new symbols' "$tmp/buildpackage.log"; then
-  sed -n '/^+++ /,/^dh_makeshlibs/p' "$tmp/buildpackage.log" | head -40
+  awk '/^--- debian\/.*symbols/ { on = 1 } on && (!/^[-+@ ]/ || /^   dh_/) { on = 0 } on' "$tmp/buildpackage.log"
   fail "the library exports symbols that debian/libvhostuser-cxx0.symbols does not list"
 fi
 arch=$(dpkg-architecture -qDEB_HOST_ARCH)
