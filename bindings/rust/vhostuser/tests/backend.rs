@@ -196,6 +196,28 @@ impl Backend for Panicky {
     }
 }
 
+/// Waits up to 5 s for a logged panic report from each of `hooks`.
+fn wait_for_logs(logs: &Mutex<Vec<String>>, hooks: &[&str]) {
+    let t0 = Instant::now();
+    loop {
+        let text = logs.lock().unwrap().join("\n");
+        let missing: Vec<_> = hooks
+            .iter()
+            .filter(|h| {
+                !text.contains(&format!("error: panic in Backend::{h}: deliberate panic in {h}"))
+            })
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "no panic report of {missing:?} in:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn panics_in_callbacks_are_caught_and_logged() {
     let dir = TempDir::new("vhostuser-rs-panic");
@@ -221,17 +243,16 @@ fn panics_in_callbacks_are_caught_and_logged() {
         out.contains("PASS io-round-trip") && out.contains("len 0"),
         "a chain held by a panicking handler was not returned empty:\n{out}"
     );
+    // The daemon tears the session down after vhu-check has gone: wait for
+    // the stop and reset hooks of that teardown.
+    wait_for_logs(&logs, &["handle_queue", "queue_stopped", "device_reset"]);
+
     // SET_FEATURES fails when features_acked panics.
     panic.store(NEGOTIATION, Ordering::SeqCst);
     let (code, out) = run_check(&sock, &["--only=memory-and-ring-setup"]);
     assert_ne!(code, Some(0), "SET_FEATURES should fail while features_acked panics:\n{out}");
-
-    assert!(panics.load(Ordering::SeqCst) >= 3, "{} panics", panics.load(Ordering::SeqCst));
-    let text = logs.lock().unwrap().join("\n");
-    for hook in ["handle_queue", "features_acked", "queue_stopped", "device_reset"] {
-        let want = format!("error: panic in Backend::{hook}: deliberate panic in {hook}");
-        assert!(text.contains(&want), "no log line {want:?} in:\n{text}");
-    }
+    wait_for_logs(&logs, &["features_acked"]);
+    assert!(panics.load(Ordering::SeqCst) >= 4, "{} panics", panics.load(Ordering::SeqCst));
 
     // The daemon (and this process) survived: with the panics off it passes
     // the whole conformance check, and the data path writes again.
