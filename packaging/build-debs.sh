@@ -121,7 +121,10 @@ step "C consumer through pkg-config"
 export PKG_CONFIG_PATH="$libdir/pkgconfig"
 cflags=$(pkg-config --cflags vhostuser)
 libs=$(pkg-config --libs vhostuser)
-echo "pkg-config vhostuser $(pkg-config --modversion vhostuser): $cflags $libs"
+modversion=$(pkg-config --modversion vhostuser)
+echo "pkg-config vhostuser $modversion: $cflags $libs"
+[ "$modversion" = "$upstream" ] ||
+  fail "the project is version $modversion but debian/changelog says $upstream"
 incdir=$(pkg-config --variable=includedir vhostuser)
 pclibdir=$(pkg-config --variable=libdir vhostuser)
 if [ "$(realpath "$incdir")" != "$root/usr/include" ] || [ "$(realpath "$pclibdir")" != "$libdir" ]; then
