@@ -55,6 +55,14 @@ step "API reference (Doxygen, warnings are errors)"
 docs/build.sh "$prefix/docs"
 record "API reference: built with no warnings"
 
+step "Rust bindings against the installed library"
+bindings/rust/test.sh "$prefix"
+record "Rust bindings: cargo test passed (layout, drop-once, panics, vhu-check, QEMU guest)"
+
+step "Debian packages (dpkg-buildpackage, lintian, consumers against the packaged files)"
+packaging/build-debs.sh
+record "Debian packages: built, lintian without errors, consumers built from the packages"
+
 step "installed programs"
 for prog in vhu-blk vhu-net vhu-rng vhu-check; do
   "$prefix/bin/$prog" --help >/dev/null
@@ -89,7 +97,7 @@ record "fuzzing: no findings in ${VHU_FUZZ_SECONDS:-45} s per target"
 step "summary"
 printf '%s\n' "${results[@]}"
 # ctest ran the suite twice (plain and sanitized); the other checks are the
-# installed-library, ABI, API-reference, installed-programs,
-# installed-QEMU, formatting and fuzzing steps above.
+# installed-library, ABI, API-reference, Rust, Debian-package,
+# installed-programs, installed-QEMU, formatting and fuzzing steps above.
 n=$(ctest --test-dir build-ci -N | sed -n 's/^Total Tests: //p')
-echo "all: $((2 * n + 7)) passed, 0 failed"
+echo "all: $((2 * n + 9)) passed, 0 failed"
