@@ -1,0 +1,3 @@
+module libvhostuser-cxx/bindings/go
+
+go 1.22
