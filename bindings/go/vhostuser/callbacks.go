@@ -21,7 +21,7 @@ func stateOf(h C.uintptr_t) *daemonState {
 }
 
 func (st *daemonState) vring(vr *C.vhu_vring) *Vring {
-	return st.vrings[int(C.vhu_vring_index(vr))]
+	return st.vringAt(int(C.vhu_vring_index(vr)), vr)
 }
 
 // cBytes views n bytes of C memory at p (nil when n is 0).

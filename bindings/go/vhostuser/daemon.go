@@ -143,8 +143,19 @@ func (l LogLevel) String() string {
 // refers to; every callback finds the back-end through it.
 type daemonState struct {
 	backend Backend
-	vrings  []*Vring
-	log     func(LogLevel, string)
+	// vrings are made on first use: asking the library for a vring fixes
+	// the daemon's worker layout, so NewDaemon must not do it.
+	vrings []atomic.Pointer[Vring]
+	log    func(LogLevel, string)
+}
+
+// vringAt returns the Vring for queue i, whose C object is c.
+func (st *daemonState) vringAt(i int, c *C.vhu_vring) *Vring {
+	if v := st.vrings[i].Load(); v != nil {
+		return v
+	}
+	st.vrings[i].CompareAndSwap(nil, &Vring{c: c, index: i})
+	return st.vrings[i].Load()
 }
 
 // liveHandles counts handles given to the library and not yet released by
@@ -203,17 +214,13 @@ func NewDaemon(b Backend, o Options) (*Daemon, error) {
 	if _, ok := b.(Resetter); ok {
 		mask |= hookDeviceReset
 	}
-	st := &daemonState{backend: b}
+	st := &daemonState{backend: b, vrings: make([]atomic.Pointer[Vring], o.NumQueues)}
 	h := cgo.NewHandle(st)
 	liveHandles.Add(1)
 	// From here the library owns h and releases it (also on failure).
 	cd, err := cNewDaemon(o, mask, uintptr(h))
 	if err != nil {
 		return nil, err
-	}
-	st.vrings = make([]*Vring, o.NumQueues)
-	for i := range st.vrings {
-		st.vrings[i] = &Vring{c: C.vhu_daemon_get_vring(cd, C.uint16_t(i)), index: i}
 	}
 	return &Daemon{c: cd, handle: uintptr(h), state: st}, nil
 }
@@ -244,7 +251,8 @@ func (d *Daemon) SetLog(fn func(level LogLevel, message string), maxLevel LogLev
 }
 
 // SetWorkers sets the number of worker threads (0..64, default 1; 0 serves
-// the queues on the control thread). Call before Run or Start.
+// the queues on the control thread). Call before Listen or
+// Connect (the daemon is fixed from then on: EBUSY).
 func (d *Daemon) SetWorkers(n int) error {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
@@ -258,7 +266,8 @@ func (d *Daemon) SetWorkers(n int) error {
 	return statusError("set workers", C.vhu_daemon_set_workers(c, C.unsigned(n)))
 }
 
-// AssignQueue puts queue on worker. Call before Run or Start.
+// AssignQueue puts queue on worker. Call before Listen or
+// Connect (the daemon is fixed from then on: EBUSY).
 func (d *Daemon) AssignQueue(queue, worker int) error {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
@@ -272,7 +281,8 @@ func (d *Daemon) AssignQueue(queue, worker int) error {
 	return statusError("assign queue", C.vhu_daemon_assign_queue(c, C.uint16_t(queue), C.unsigned(worker)))
 }
 
-// SetPoll turns busy-polling on or off. Call before Run or Start.
+// SetPoll turns busy-polling on or off. Call before Listen or
+// Connect (the daemon is fixed from then on: EBUSY).
 func (d *Daemon) SetPoll(enable bool) error {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
@@ -419,14 +429,23 @@ func (d *Daemon) ProtocolFeatures() uint64 {
 // NumQueues returns the number of queues of the device.
 func (d *Daemon) NumQueues() int { return len(d.state.vrings) }
 
-// Vring returns queue i (nil when out of range). Outside the queue's
-// callbacks only its thread-safe methods (Index, Size, state queries,
-// Stats) may be used.
+// Vring returns queue i (nil when out of range or closed). Outside the
+// queue's callbacks only its thread-safe methods (Index, Size, state
+// queries, Stats) may be used. Like Listen, the first call fixes the
+// worker settings (SetWorkers, AssignQueue, SetPoll).
 func (d *Daemon) Vring(i int) *Vring {
 	if i < 0 || i >= len(d.state.vrings) {
 		return nil
 	}
-	return d.state.vrings[i]
+	if v := d.state.vrings[i].Load(); v != nil {
+		return v
+	}
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.c == nil {
+		return nil
+	}
+	return d.state.vringAt(i, C.vhu_daemon_get_vring(d.c, C.uint16_t(i)))
 }
 
 // ConfigChanged tells the front-end that the configuration space changed
