@@ -38,6 +38,7 @@ command -v go >/dev/null 2>&1 || fail "no go command on PATH or in /usr/local/go
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig:$prefix/lib/x86_64-linux-gnu/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 pkg-config --exists vhostuser || fail "pkg-config finds no vhostuser in $prefix"
 libdir=$(cd "$(pkg-config --variable=libdir vhostuser)" && pwd)
+[[ "$libdir" == "$prefix"/* ]] || fail "pkg-config's vhostuser is not the one in $prefix (libdir $libdir)"
 [[ -e "$libdir/libvhostuser-cxx.so.0" ]] || fail "no libvhostuser-cxx.so.0 in $libdir"
 
 # Programs built here (tests, the example) find the installed library
