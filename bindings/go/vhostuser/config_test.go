@@ -205,6 +205,7 @@ func TestConfigSpaceAndFeatureHooks(t *testing.T) {
 	for i := range b.space {
 		b.space[i] = byte(0x80 + i)
 	}
+	initial := b.space // a copy, made before the daemon's threads touch it
 	d, sock := startDaemon(t, b)
 	w := dialBackend(t, sock)
 	defer w.c.Close()
@@ -241,7 +242,7 @@ func TestConfigSpaceAndFeatureHooks(t *testing.T) {
 	}
 
 	// ReadConfig fills what GET_CONFIG returns.
-	if got := w.getConfig(0, 64); !bytes.Equal(got, b.space[:]) {
+	if got := w.getConfig(0, 64); !bytes.Equal(got, initial[:]) {
 		t.Errorf("GET_CONFIG 0+64 = % x", got)
 	}
 	if got := w.getConfig(10, 4); !bytes.Equal(got, []byte{0x8a, 0x8b, 0x8c, 0x8d}) {
