@@ -2,7 +2,9 @@
 # Builds the project and runs every test: unit, integration, vhu-check's
 # device probes, the end-to-end tests with QEMU guests and DPDK, the
 # installed-library checks (SONAME, exported symbols, pkg-config and CMake
-# consumers, the installed programs, vhu-rng and vhu-blk under QEMU),
+# consumers, the installed programs, vhu-rng and vhu-blk under QEMU), the
+# ABI gate, the API reference build, the Go and Rust bindings' tests, the
+# Debian packages (lintian, consumers against the packaged files),
 # formatting, the whole suite again under AddressSanitizer +
 # UndefinedBehaviorSanitizer, and a bounded libFuzzer run per target.
 #
@@ -55,6 +57,10 @@ step "API reference (Doxygen, warnings are errors)"
 docs/build.sh "$prefix/docs"
 record "API reference: built with no warnings"
 
+step "Go bindings against the installed library"
+bindings/go/test.sh "$prefix"
+record "Go bindings: go test passed (vhu-check, hooks, chain lifetime, handles, race detector, QEMU guest)"
+
 step "Rust bindings against the installed library"
 bindings/rust/test.sh "$prefix"
 record "Rust bindings: cargo test passed (layout, drop-once, panics, vhu-check, QEMU guest)"
@@ -97,7 +103,7 @@ record "fuzzing: no findings in ${VHU_FUZZ_SECONDS:-45} s per target"
 step "summary"
 printf '%s\n' "${results[@]}"
 # ctest ran the suite twice (plain and sanitized); the other checks are the
-# installed-library, ABI, API-reference, Rust, Debian-package,
+# installed-library, ABI, API-reference, Go, Rust, Debian-package,
 # installed-programs, installed-QEMU, formatting and fuzzing steps above.
 n=$(ctest --test-dir build-ci -N | sed -n 's/^Total Tests: //p')
-echo "all: $((2 * n + 9)) passed, 0 failed"
+echo "all: $((2 * n + 10)) passed, 0 failed"
