@@ -466,6 +466,14 @@ class Blk {
     return {};
   }
 
+  // The first problem among requests run together ("" when all are right).
+  std::string first_problem(const std::vector<BlkReq>& reqs, const std::vector<BlkDone>& done,
+                            uint8_t want = kStatusOk) const {
+    for (size_t i = 0; i < reqs.size(); i++)
+      if (std::string p = problem(reqs[i], done[i], want); !p.empty()) return p;
+    return {};
+  }
+
  private:
   static DeviceOptions options(Ctx& c) {
     DeviceOptions o = c.device_options(32u << 20);
@@ -643,10 +651,7 @@ void check_blk_read_write(Ctx& c) {
     reads.push_back(b.read(s.sector, s.sectors, s.pieces == 1 ? 3 : 1, !s.indirect));
   }
   auto wd = b.run(writes);
-  for (size_t i = 0; i < writes.size(); i++) {
-    std::string p = b.problem(writes[i], wd[i]);
-    if (!p.empty()) return c.fail(name, p);
-  }
+  if (std::string p = b.first_problem(writes, wd); !p.empty()) return c.fail(name, p);
   auto rd = b.run(reads);
   for (size_t i = 0; i < reads.size(); i++) {
     std::string p = b.problem(reads[i], rd[i]);
@@ -678,17 +683,11 @@ void check_blk_queues(Ctx& c) {
   }
   if (b.read_only()) {
     auto rd = b.run(reads);
-    for (size_t i = 0; i < reads.size(); i++) {
-      std::string p = b.problem(reads[i], rd[i]);
-      if (!p.empty()) return c.fail(name, p);
-    }
+    if (std::string p = b.first_problem(reads, rd); !p.empty()) return c.fail(name, p);
     return c.pass(name, strfmt("read-only device: one read on each of %u queues", n));
   }
   auto wd = b.run(writes);
-  for (size_t i = 0; i < writes.size(); i++) {
-    std::string p = b.problem(writes[i], wd[i]);
-    if (!p.empty()) return c.fail(name, p);
-  }
+  if (std::string p = b.first_problem(writes, wd); !p.empty()) return c.fail(name, p);
   auto rd = b.run(reads);
   for (size_t i = 0; i < reads.size(); i++) {
     std::string p = b.problem(reads[i], rd[i]);
@@ -744,10 +743,7 @@ void check_blk_image(Ctx& c) {
   auto a = sectors_of(seed, mid, 8), z = sectors_of(seed, last, 1);
   std::vector<BlkReq> writes = {b.write(mid, a, 3), b.write(last, z)};
   auto wd = b.run(writes);
-  for (size_t i = 0; i < writes.size(); i++) {
-    std::string p = b.problem(writes[i], wd[i]);
-    if (!p.empty()) return c.fail(name, p);
-  }
+  if (std::string p = b.first_problem(writes, wd); !p.empty()) return c.fail(name, p);
   std::string how = "without FLUSH (not offered)";
   if (b.has(kBlkFlush)) {
     std::string p;
