@@ -301,15 +301,29 @@ static int deliver(struct pair* p, const struct iovec* src, unsigned nsrc, size_
 
 /* ---- transmit side ------------------------------------------------------- */
 
-/* --sink, and the transmit queue of --generate: count and complete. */
-static void sink_tx(struct pair* p) {
+/* --sink, --generate and --tap: count and complete what the pair
+ * transmits; with a tap device every packet, header included, is one
+ * writev to it first (a failed write counts as a drop). */
+static void drain_tx(struct pair* p) {
   const size_t hl = p->hdr_len;
   uint64_t pk = 0, by = 0, dr = 0;
   unsigned batch = 0;
   vhu_chain* c;
   while (vhu_vring_pop(p->tx, &c) == 0) {
     size_t l = vhu_chain_readable_len(c);
-    if (l >= hl) {
+    int ok = l >= hl;
+    if (p->tap_fd >= 0) {
+      unsigned n;
+      const struct iovec* iov = vhu_chain_readable(c, &n);
+      ssize_t w = -1;
+      if (l > hl) {
+        do {
+          w = writev(p->tap_fd, iov, (int)n);
+        } while (w < 0 && errno == EINTR);
+      }
+      ok = w >= 0;
+    }
+    if (ok) {
       pk++;
       by += l - hl;
     } else {
@@ -356,40 +370,6 @@ static void loopback(struct pair* p) {
   }
   vhu_vring_notify(p->rx);
   vhu_vring_notify(p->tx);
-}
-
-/* --tap: every transmitted packet, header included, is one writev. */
-static void tap_tx(struct pair* p) {
-  const size_t hl = p->hdr_len;
-  uint64_t pk = 0, by = 0, dr = 0;
-  unsigned batch = 0;
-  vhu_chain* c;
-  while (vhu_vring_pop(p->tx, &c) == 0) {
-    unsigned n;
-    const struct iovec* iov = vhu_chain_readable(c, &n);
-    size_t l = vhu_chain_readable_len(c);
-    ssize_t w = -1;
-    if (l > hl) {
-      do {
-        w = writev(p->tap_fd, iov, (int)n);
-      } while (w < 0 && errno == EINTR);
-    }
-    if (w < 0) {
-      dr++;
-    } else {
-      pk++;
-      by += l - hl;
-    }
-    vhu_vring_push(p->tx, c, 0);
-    if (++batch == BATCH) {
-      vhu_vring_notify(p->tx);
-      batch = 0;
-    }
-  }
-  vhu_vring_notify(p->tx);
-  bump(&p->txc.packets, pk);
-  bump(&p->txc.bytes, by);
-  bump(&p->txc.drops, dr);
 }
 
 /* ---- --tap receive side ---------------------------------------------------- */
@@ -517,10 +497,10 @@ static void queue_stopped(vhu_vring* vr, void* ud) {
   switch (n->mode) {
     case MODE_SINK:
     case MODE_GENERATE:
-      sink_tx(p);
+      drain_tx(p);
       break;
     case MODE_TAP:
-      tap_tx(p);
+      drain_tx(p);
       break;
     default:
       break;
@@ -557,13 +537,13 @@ static void handle_queue(vhu_vring* vr, void* ud) {
   switch (n->mode) {
     case MODE_SINK:
       /* Receive buffers stay posted: nothing is ever received. */
-      if (!is_rx) sink_tx(p);
+      if (!is_rx) drain_tx(p);
       break;
     case MODE_GENERATE:
       if (is_rx)
         generate_rx(p);
       else
-        sink_tx(p);
+        drain_tx(p);
       break;
     case MODE_LOOPBACK:
       loopback(p);
@@ -573,7 +553,7 @@ static void handle_queue(vhu_vring* vr, void* ud) {
         if (tap_flush_pending(p)) tap_resume(p);
         vhu_vring_notify(p->rx);
       } else {
-        tap_tx(p);
+        drain_tx(p);
       }
       break;
     case MODE_NONE:
