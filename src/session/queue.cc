@@ -264,11 +264,10 @@ int vhu_vring::notify() {
 
 bool vhu_vring::poll() {
   if (!started_.load(std::memory_order_relaxed)) return false;
+  // A broken ring is not read again, not even its avail index.
   if (enabled_.load(std::memory_order_relaxed) && !broken_.load(std::memory_order_relaxed) &&
-      sq_.pending()) {
-    daemon_.ops().handle_queue(this, daemon_.user_data());
-    if (started_ && !broken_) sq_.publish();
-  }
+      sq_.pending())
+    run_handler();
   return true;
 }
 
